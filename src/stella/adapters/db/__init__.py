@@ -1,0 +1,1 @@
+"""SQLAlchemy storage: tables, engine, migrations, repositories and the unit of work."""

@@ -1,0 +1,1 @@
+"""Alembic migrations, run by `stella db upgrade` and on `stella server` start."""

@@ -1,0 +1,375 @@
+"""SQL repositories for the foundation entities (Core queries mapped to domain dataclasses)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, exists, func, insert, select, update
+
+from stella.adapters.db import tables as t
+from stella.adapters.db.repository_base import SqlRepository, execute, mapping, parse_uuid
+from stella.domain.audit import AuditEvent
+from stella.domain.components import Component, ComponentVersion
+from stella.domain.environments import (
+    ApprovalPolicy,
+    Environment,
+    EnvironmentState,
+    FreezeWindow,
+    GateName,
+)
+from stella.domain.integrations import Integration, IntegrationType
+from stella.domain.pagination import Page, PageRequest
+from stella.domain.releases import ComponentDigest, Release, ReleaseState
+from stella.domain.targets import HealthStatus, Target, TargetState, TargetType
+from stella.domain.tenancy import Principal, Role, Tenant, User
+
+
+class SqlTenantRepository:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def add(self, tenant: Tenant) -> None:
+        execute(self._conn, insert(t.tenants).values(asdict(tenant)))
+
+    def get_by_name(self, name: str) -> Tenant | None:
+        row = execute(self._conn, t.tenants.select().where(t.tenants.c.name == name)).first()
+        return None if row is None else Tenant(**mapping(row))
+
+    def count(self) -> int:
+        return int(execute(self._conn, select(func.count()).select_from(t.tenants)).scalar_one())
+
+
+class SqlUserRepository(SqlRepository[User]):
+    table = t.users
+
+    def _to_domain(self, row: Row[Any]) -> User:
+        m = mapping(row)
+        return User(m["id"], m["tenant_id"], m["name"], Role(m["role"]), m["created_at"])
+
+    def _to_row(self, entity: User) -> dict[str, Any]:
+        return asdict(entity)
+
+    def page(self, tenant_id: uuid.UUID, page: PageRequest) -> Page[User]:
+        return self._paged(self.table.select().where(self.table.c.tenant_id == tenant_id), page)
+
+
+class SqlTokenRepository:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def add(self, user: User, token_hash: str, prefix: str, now: datetime) -> None:
+        values = {
+            "id": uuid.uuid4(),
+            "tenant_id": user.tenant_id,
+            "user_id": user.id,
+            "token_hash": token_hash,
+            "prefix": prefix,
+            "created_at": now,
+        }
+        execute(self._conn, insert(t.api_tokens).values(values))
+
+    def find_principal(self, token_hash: str) -> Principal | None:
+        stmt = (
+            select(t.users.c.id, t.users.c.tenant_id, t.users.c.name, t.users.c.role)
+            .select_from(t.api_tokens.join(t.users, t.api_tokens.c.user_id == t.users.c.id))
+            .where(t.api_tokens.c.token_hash == token_hash, t.api_tokens.c.revoked_at.is_(None))
+        )
+        row = execute(self._conn, stmt).first()
+        if row is None:
+            return None
+        m = mapping(row)
+        return Principal(m["id"], m["tenant_id"], m["name"], Role(m["role"]))
+
+
+class SqlEnvironmentRepository(SqlRepository[Environment]):
+    table = t.environments
+    ref_column = "slug"
+    order_column = "promotion_order"
+    descending = False
+
+    def _to_domain(self, row: Row[Any]) -> Environment:
+        m = mapping(row)
+        policy = m["approval_policy"]
+        return Environment(
+            id=m["id"],
+            tenant_id=m["tenant_id"],
+            name=m["name"],
+            slug=m["slug"],
+            description=m["description"],
+            promotion_order=m["promotion_order"],
+            is_production=m["is_production"],
+            state=EnvironmentState(m["state"]),
+            gates=tuple(GateName(g) for g in m["gates"]),
+            policies=tuple(m["policies"]),
+            approval_policy=ApprovalPolicy(
+                required_approvals=policy["required_approvals"],
+                approver_roles=tuple(Role(r) for r in policy["approver_roles"]),
+                separation_of_duties=policy["separation_of_duties"],
+            ),
+            freeze_windows=tuple(FreezeWindow(**w) for w in m["freeze_windows"]),
+            created_at=m["created_at"],
+            updated_at=m["updated_at"],
+        )
+
+    def _to_row(self, entity: Environment) -> dict[str, Any]:
+        row = asdict(entity)
+        row["gates"] = [str(g) for g in entity.gates]
+        row["policies"] = list(entity.policies)
+        row["approval_policy"]["approver_roles"] = [
+            str(r) for r in entity.approval_policy.approver_roles
+        ]
+        row["freeze_windows"] = [
+            {k: v for k, v in asdict(w).items() if v is not None} for w in entity.freeze_windows
+        ]
+        return row
+
+    def get_by_id(self, tenant_id: uuid.UUID, id_: uuid.UUID) -> Environment | None:
+        return self.get(tenant_id, str(id_))
+
+    def page(self, tenant_id: uuid.UUID, page: PageRequest) -> Page[Environment]:
+        return self._paged(self.table.select().where(self.table.c.tenant_id == tenant_id), page)
+
+    def all(self, tenant_id: uuid.UUID) -> list[Environment]:
+        stmt = self.table.select().where(self.table.c.tenant_id == tenant_id)
+        rows = execute(self._conn, stmt.order_by(self.table.c.promotion_order)).all()
+        return [self._to_domain(row) for row in rows]
+
+    def delete(self, environment: Environment) -> None:
+        execute(self._conn, self.table.delete().where(self.table.c.id == environment.id))
+
+    def has_targets(self, environment: Environment) -> bool:
+        stmt = select(exists().where(t.targets.c.environment_id == environment.id))
+        return bool(execute(self._conn, stmt).scalar())
+
+
+class SqlTargetRepository(SqlRepository[Target]):
+    table = t.targets
+
+    def _to_domain(self, row: Row[Any]) -> Target:
+        m = dict(mapping(row))
+        m["type"] = TargetType(m["type"])
+        m["state"] = TargetState(m["state"])
+        m["health"] = HealthStatus(m["health"])
+        return Target(**m)
+
+    def _to_row(self, entity: Target) -> dict[str, Any]:
+        return asdict(entity)
+
+    def page(
+        self, tenant_id: uuid.UUID, page: PageRequest, environment_id: uuid.UUID | None = None
+    ) -> Page[Target]:
+        stmt = self.table.select().where(self.table.c.tenant_id == tenant_id)
+        if environment_id is not None:
+            stmt = stmt.where(self.table.c.environment_id == environment_id)
+        return self._paged(stmt, page)
+
+    def delete(self, target: Target) -> None:
+        execute(self._conn, self.table.delete().where(self.table.c.id == target.id))
+
+
+class SqlComponentRepository(SqlRepository[Component]):
+    table = t.components
+
+    def _to_domain(self, row: Row[Any]) -> Component:
+        return Component(**mapping(row))
+
+    def _to_row(self, entity: Component) -> dict[str, Any]:
+        return asdict(entity)
+
+    def page(self, tenant_id: uuid.UUID, page: PageRequest) -> Page[Component]:
+        return self._paged(self.table.select().where(self.table.c.tenant_id == tenant_id), page)
+
+    def by_names(self, tenant_id: uuid.UUID, names: list[str]) -> dict[str, Component]:
+        stmt = self.table.select().where(
+            self.table.c.tenant_id == tenant_id, self.table.c.name.in_(names)
+        )
+        return {c.name: c for c in map(self._to_domain, execute(self._conn, stmt).all())}
+
+    def by_repository(self, tenant_id: uuid.UUID, repository: str) -> list[Component]:
+        stmt = self.table.select().where(
+            self.table.c.tenant_id == tenant_id, self.table.c.repository == repository
+        )
+        return [self._to_domain(row) for row in execute(self._conn, stmt).all()]
+
+    def add_version(self, version: ComponentVersion) -> bool:
+        """Record a pushed digest; False when exactly this digest and tag were known already."""
+        cv = t.component_versions
+        tag = version.tag or ""
+        known = select(
+            exists().where(
+                cv.c.component_id == version.component_id,
+                cv.c.digest == version.digest,
+                cv.c.tag == tag,
+            )
+        )
+        if execute(self._conn, known).scalar():
+            return False
+        _VersionPager(self._conn).add(version)
+        return True
+
+    def list_versions(
+        self, tenant_id: uuid.UUID, component_id: uuid.UUID, page: PageRequest
+    ) -> Page[ComponentVersion]:
+        cv = t.component_versions
+        stmt = cv.select().where(cv.c.tenant_id == tenant_id, cv.c.component_id == component_id)
+        repo = _VersionPager(self._conn)
+        return repo._paged(stmt, page)
+
+
+class _VersionPager(SqlRepository[ComponentVersion]):
+    table = t.component_versions
+
+    def _to_domain(self, row: Row[Any]) -> ComponentVersion:
+        m = dict(mapping(row))
+        m["tag"] = m["tag"] or None
+        return ComponentVersion(**m)
+
+    def _to_row(self, entity: ComponentVersion) -> dict[str, Any]:
+        return asdict(entity) | {"tag": entity.tag or ""}
+
+
+class SqlIntegrationRepository(SqlRepository[Integration]):
+    table = t.integrations
+
+    def _to_domain(self, row: Row[Any]) -> Integration:
+        m = dict(mapping(row))
+        m["type"] = IntegrationType(m["type"])
+        return Integration(**m)
+
+    def _to_row(self, entity: Integration) -> dict[str, Any]:
+        return asdict(entity)
+
+    def get_any_tenant(self, id_: uuid.UUID) -> Integration | None:
+        row = execute(self._conn, self.table.select().where(self.table.c.id == id_)).first()
+        return None if row is None else self._to_domain(row)
+
+    def page(self, tenant_id: uuid.UUID, page: PageRequest) -> Page[Integration]:
+        return self._paged(self.table.select().where(self.table.c.tenant_id == tenant_id), page)
+
+    def registries(self, tenant_id: uuid.UUID) -> list[Integration]:
+        stmt = self.table.select().where(
+            self.table.c.tenant_id == tenant_id,
+            self.table.c.type == IntegrationType.REGISTRY.value,
+        )
+        return [self._to_domain(row) for row in execute(self._conn, stmt).all()]
+
+
+class SqlReleaseRepository(SqlRepository[Release]):
+    table = t.releases
+
+    def _to_domain(self, row: Row[Any]) -> Release:
+        return self._load([row])[0]
+
+    def _to_row(self, entity: Release) -> dict[str, Any]:
+        row = asdict(entity)
+        row.pop("components")
+        row["updated_at"] = entity.created_at
+        return row
+
+    def add(self, release: Release) -> None:
+        execute(self._conn, insert(self.table).values(self._to_row(release)))
+        components = [
+            asdict(c) | {"release_id": release.id, "component_id": cid}
+            for c, cid in zip(release.components, self._component_ids(release), strict=True)
+        ]
+        execute(self._conn, insert(t.release_components).values(components))
+
+    def _component_ids(self, release: Release) -> list[uuid.UUID]:
+        names = [c.name for c in release.components]
+        stmt = select(t.components.c.name, t.components.c.id).where(
+            t.components.c.tenant_id == release.tenant_id, t.components.c.name.in_(names)
+        )
+        rows = execute(self._conn, stmt).all()
+        ids: dict[str, uuid.UUID] = {mapping(r)["name"]: mapping(r)["id"] for r in rows}
+        return [ids[name] for name in names]
+
+    def _load(self, rows: list[Row[Any]]) -> list[Release]:
+        if not rows:
+            return []
+        rc = t.release_components
+        ids = [mapping(r)["id"] for r in rows]
+        stmt = rc.select().where(rc.c.release_id.in_(ids)).order_by(rc.c.release_id, rc.c.name)
+        by_release: dict[uuid.UUID, list[ComponentDigest]] = {}
+        for c in execute(self._conn, stmt).all():
+            m = mapping(c)
+            by_release.setdefault(m["release_id"], []).append(
+                ComponentDigest(
+                    m["name"], m["repository"], m["digest"], m["resolved_from_tag"], m["media_type"]
+                )
+            )
+        releases = []
+        for row in rows:
+            values = dict(mapping(row))
+            values.pop("updated_at")
+            values["state"] = ReleaseState(values["state"])
+            values["components"] = tuple(by_release.get(values["id"], []))
+            releases.append(Release(**values))
+        return releases
+
+    def get(self, tenant_id: uuid.UUID, ref: str) -> Release | None:
+        as_uuid = parse_uuid(ref)
+        if as_uuid is not None:
+            condition = self.table.c.id == as_uuid
+        else:
+            name, _, version = ref.partition("@")
+            condition = and_(self.table.c.name == name, self.table.c.version == version)
+        stmt = self.table.select().where(self.table.c.tenant_id == tenant_id, condition)
+        found = self._load(list(execute(self._conn, stmt).all()))
+        return found[0] if found else None
+
+    def exists(self, tenant_id: uuid.UUID, name: str, version: str) -> bool:
+        c = self.table.c
+        stmt = select(
+            exists().where(c.tenant_id == tenant_id, c.name == name, c.version == version)
+        )
+        return bool(execute(self._conn, stmt).scalar())
+
+    def page(
+        self,
+        tenant_id: uuid.UUID,
+        page: PageRequest,
+        name: str | None = None,
+        state: ReleaseState | None = None,
+    ) -> Page[Release]:
+        stmt = self.table.select().where(self.table.c.tenant_id == tenant_id)
+        if name is not None:
+            stmt = stmt.where(self.table.c.name == name)
+        if state is not None:
+            stmt = stmt.where(self.table.c.state == state.value)
+        rows, next_cursor = self._fetch_page(stmt, page)
+        return Page(self._load(rows), next_cursor)
+
+    def set_state(self, release: Release, state: ReleaseState, now: datetime) -> None:
+        stmt = (
+            update(self.table)
+            .where(self.table.c.id == release.id)
+            .values(state=state.value, updated_at=now)
+        )
+        execute(self._conn, stmt)
+
+
+class SqlAuditRepository(SqlRepository[AuditEvent]):
+    table = t.audit_events
+
+    def _to_domain(self, row: Row[Any]) -> AuditEvent:
+        return AuditEvent(**mapping(row))
+
+    def _to_row(self, entity: AuditEvent) -> dict[str, Any]:
+        return asdict(entity)
+
+    def page(
+        self,
+        tenant_id: uuid.UUID,
+        page: PageRequest,
+        resource_type: str | None = None,
+        action: str | None = None,
+    ) -> Page[AuditEvent]:
+        stmt = self.table.select().where(self.table.c.tenant_id == tenant_id)
+        if resource_type is not None:
+            stmt = stmt.where(self.table.c.resource_type == resource_type)
+        if action is not None:
+            stmt = stmt.where(self.table.c.action == action)
+        return self._paged(stmt, page)

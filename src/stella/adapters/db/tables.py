@@ -1,0 +1,241 @@
+"""Table definitions (SQLAlchemy Core). On PostgreSQL they live in the schema `release`.
+
+Tables are declared without a schema; the engine maps `None` to `release` on PostgreSQL through
+`schema_translate_map`, so one definition serves SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+POSTGRES_SCHEMA = "release"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            msg = "naive datetime given to the database; use datetime.now(UTC)"
+            raise ValueError(msg)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JsonDocument: Any = JSON().with_variant(JSONB(), "postgresql")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _tenant_fk() -> Column[Any]:
+    return Column("tenant_id", Uuid, ForeignKey("tenants.id"), nullable=False)
+
+
+def _timestamps() -> list[Column[Any]]:
+    return [
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("updated_at", UtcDateTime, nullable=False),
+    ]
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("name", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "name"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("user_id", Uuid, ForeignKey("users.id"), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index(None, "tenant_id", "user_id"),
+)
+
+environments = Table(
+    "environments",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("name", String(128), nullable=False),
+    Column("slug", String(63), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("promotion_order", Integer, nullable=False),
+    Column("is_production", Boolean, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("gates", JsonDocument, nullable=False),
+    Column("policies", JsonDocument, nullable=False),
+    Column("approval_policy", JsonDocument, nullable=False),
+    Column("freeze_windows", JsonDocument, nullable=False),
+    *_timestamps(),
+    UniqueConstraint("tenant_id", "slug"),
+    UniqueConstraint("tenant_id", "promotion_order"),
+)
+
+targets = Table(
+    "targets",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("environment_id", Uuid, ForeignKey("environments.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("labels", JsonDocument, nullable=False),
+    Column("connection", JsonDocument, nullable=False),
+    # agents arrive with the deployment issue; the foreign key is added with that table
+    Column("agent_id", Uuid, nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("health", String(16), nullable=False),
+    *_timestamps(),
+    UniqueConstraint("tenant_id", "name"),
+    Index(None, "tenant_id", "environment_id", "id"),
+)
+
+components = Table(
+    "components",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("name", String(128), nullable=False),
+    Column("repository", String(255), nullable=False),
+    Column("runtime", JsonDocument, nullable=False),
+    *_timestamps(),
+    UniqueConstraint("tenant_id", "name"),
+    Index(None, "tenant_id", "repository"),
+)
+
+component_versions = Table(
+    "component_versions",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("component_id", Uuid, ForeignKey("components.id"), nullable=False),
+    Column("digest", String(140), nullable=False),
+    # '' when the digest was pushed without a tag, so the unique key also covers that case
+    Column("tag", String(128), nullable=False),
+    Column("media_type", String(128), nullable=True),
+    Column("pushed_at", UtcDateTime, nullable=False),
+    UniqueConstraint("component_id", "digest", "tag"),
+    Index(None, "tenant_id", "component_id", "id"),
+)
+
+integrations = Table(
+    "integrations",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("type", String(32), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("url", String(255), nullable=False),
+    Column("credentials_ref", String(255), nullable=True),
+    Column("webhook_secret_ref", String(255), nullable=True),
+    Column("webhook_secret_hash", String(64), nullable=True),
+    Column("config", JsonDocument, nullable=False),
+    *_timestamps(),
+    UniqueConstraint("tenant_id", "name"),
+)
+
+releases = Table(
+    "releases",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("name", String(128), nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("source_ref", String(255), nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", Uuid, nullable=True),
+    Column("created_by_name", String(128), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "name", "version"),
+    Index(None, "tenant_id", "id"),
+    Index(None, "tenant_id", "name", "id"),
+    Index(None, "tenant_id", "state", "id"),
+)
+
+release_components = Table(
+    "release_components",
+    metadata,
+    Column("release_id", Uuid, ForeignKey("releases.id"), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("component_id", Uuid, ForeignKey("components.id"), nullable=False),
+    Column("repository", String(255), nullable=False),
+    Column("digest", String(140), nullable=False),
+    Column("resolved_from_tag", String(128), nullable=True),
+    Column("media_type", String(128), nullable=True),
+    Index(None, "digest"),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("actor_id", Uuid, nullable=True),
+    Column("actor_name", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("resource_type", String(64), nullable=False),
+    Column("resource_id", String(128), nullable=True),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("correlation_id", String(128), nullable=True),
+    Column("details", JsonDocument, nullable=False),
+    Index(None, "tenant_id", "id"),
+    Index(None, "tenant_id", "resource_type", "id"),
+    Index(None, "tenant_id", "action", "id"),
+)

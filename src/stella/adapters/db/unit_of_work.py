@@ -1,0 +1,74 @@
+"""The SQLAlchemy unit of work: one connection, one transaction, every repository."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import OperationalError
+
+from stella.adapters.db.engine import READ_ONLY_OPTION
+from stella.adapters.db.repositories import (
+    SqlAuditRepository,
+    SqlComponentRepository,
+    SqlEnvironmentRepository,
+    SqlIntegrationRepository,
+    SqlReleaseRepository,
+    SqlTargetRepository,
+    SqlTenantRepository,
+    SqlTokenRepository,
+    SqlUserRepository,
+)
+from stella.domain.errors import StorageUnavailable
+
+
+class SqlAlchemyUnitOfWork:
+    """Opens a transaction on enter; rolls back on exit unless `commit()` was called."""
+
+    def __init__(self, engine: Engine, read_only: bool = False) -> None:
+        self._engine = engine
+        self._read_only = read_only
+        self._conn: Connection | None = None
+
+    def __enter__(self) -> SqlAlchemyUnitOfWork:
+        try:
+            conn = self._engine.connect()
+        except OperationalError as exc:
+            msg = "the database is unavailable; retry shortly"
+            raise StorageUnavailable(msg) from exc
+        if self._read_only:
+            conn = conn.execution_options(**{READ_ONLY_OPTION: True})
+        conn.begin()
+        self._conn = conn
+        self.tenants = SqlTenantRepository(conn)
+        self.users = SqlUserRepository(conn)
+        self.tokens = SqlTokenRepository(conn)
+        self.environments = SqlEnvironmentRepository(conn)
+        self.targets = SqlTargetRepository(conn)
+        self.components = SqlComponentRepository(conn)
+        self.integrations = SqlIntegrationRepository(conn)
+        self.releases = SqlReleaseRepository(conn)
+        self.audit = SqlAuditRepository(conn)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._conn is not None  # noqa: S101 - __enter__ always ran first
+        try:
+            if self._conn.in_transaction():
+                self._conn.rollback()
+        finally:
+            self._conn.close()
+            self._conn = None
+
+    def commit(self) -> None:
+        assert self._conn is not None  # noqa: S101 - only inside `with`
+        try:
+            self._conn.commit()
+        except OperationalError as exc:
+            msg = "the database is unavailable; the change was not saved, retry shortly"
+            raise StorageUnavailable(msg) from exc

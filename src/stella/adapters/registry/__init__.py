@@ -1,0 +1,1 @@
+"""Registry connectors: the OCI distribution API client and the connector type registry."""

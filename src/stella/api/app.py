@@ -1,0 +1,61 @@
+"""The FastAPI application: routers, middleware, problem handlers, health endpoints."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy import text
+
+import stella
+from stella.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from stella.api.problems import install_problem_handlers, problem
+from stella.api.routes import components, environments, integrations, misc, releases, targets
+from stella.bootstrap import Container
+
+API_PREFIX = "/api/v1"
+
+_LANDING = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Stella Release Orchestrator</title></head><body>
+<h1>Stella Release Orchestrator</h1>
+<p>The control plane is running. API reference: <a href="/docs">/docs</a>,
+OpenAPI document: <a href="/openapi.json">/openapi.json</a>.</p>
+<p>Use the <code>stella</code> CLI with <code>STELLA_URL</code> and <code>STELLA_TOKEN</code>.</p>
+</body></html>"""
+
+
+def create_app(container: Container) -> FastAPI:
+    """Build the application around an already wired container."""
+    app = FastAPI(
+        title="Stella Release Orchestrator",
+        version=stella.__version__,
+        description="Digest-first release control plane. Errors are RFC 9457 problem documents.",
+    )
+    app.state.container = container
+    for module in (environments, targets, components, integrations, releases, misc):
+        app.include_router(module.router, prefix=API_PREFIX)
+    install_problem_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=container.settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], response_model=None)
+    def readyz() -> JSONResponse:
+        """The database answers."""
+        try:
+            with container.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:  # noqa: BLE001 - any failure means "not ready", reported as 503
+            return problem(
+                503, "Not ready", "the database is unavailable", headers={"Retry-After": "5"}
+            )
+        return JSONResponse({"status": "ready", "database": container.engine.dialect.name})
+
+    @app.get("/", include_in_schema=False)
+    def landing() -> HTMLResponse:
+        return HTMLResponse(_LANDING)
+
+    return app

@@ -1,0 +1,1 @@
+"""The `stella` command line: an API client plus operator commands (server, db, admin)."""

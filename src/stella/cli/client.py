@@ -1,0 +1,93 @@
+"""HTTP client for the Stella API, turning every failure into one readable line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class CliError(Exception):
+    """A failure to report as one line on stderr with a non-zero exit."""
+
+
+def _default_token() -> str | None:
+    token = os.environ.get("STELLA_TOKEN")
+    if token:
+        return token.strip()
+    path = Path(os.environ.get("STELLA_HOME", ".stella")) / "admin.token"
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def describe_problem(response: httpx.Response) -> str:
+    """`422 components.api: tag v9 not found …` from a problem document (or the raw body)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return f"{response.status_code} {response.text[:200].strip() or response.reason_phrase}"
+    if not isinstance(body, dict):
+        return f"{response.status_code} {response.reason_phrase}"
+    errors = body.get("errors") or []
+    if errors:
+        text = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in errors)
+    else:
+        text = str(body.get("detail") or body.get("title") or response.reason_phrase)
+    return f"{response.status_code} {text}"
+
+
+class StellaClient:
+    """Thin wrapper over httpx with `STELLA_URL` / `STELLA_TOKEN` defaults."""
+
+    def __init__(
+        self, url: str | None = None, token: str | None = None, timeout: float = 30
+    ) -> None:
+        self.url = (url or os.environ.get("STELLA_URL") or "http://127.0.0.1:8080").rstrip("/")
+        token = token or _default_token()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.ConnectError:
+            msg = f"cannot reach Stella at {self.url} (is the server running? set STELLA_URL)"
+            raise CliError(msg) from None
+        except httpx.HTTPError as exc:
+            msg = f"request to {self.url} failed: {type(exc).__name__}"
+            raise CliError(msg) from None
+        if response.status_code == 401:
+            msg = f"{describe_problem(response)} (set STELLA_TOKEN to a valid API token)"
+            raise CliError(msg)
+        if response.status_code >= 400:
+            raise CliError(describe_problem(response))
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def post(self, path: str, body: Any = None, **params: Any) -> Any:
+        return self.request("POST", path, json=body, params=params or None)
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self.request("PATCH", path, json=body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def list_all(self, path: str, limit: int | None = None, **params: Any) -> list[Any]:
+        """Follow `next_cursor` until the end, or until `limit` items were read."""
+        items: list[Any] = []
+        cursor = None
+        while True:
+            page = self.get(path, cursor=cursor, limit=min(limit or 500, 500), **params)
+            items.extend(page["items"])
+            cursor = page.get("next_cursor")
+            if not cursor or (limit is not None and len(items) >= limit):
+                return items[:limit] if limit else items

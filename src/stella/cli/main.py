@@ -1,0 +1,59 @@
+"""Entry point of the `stella` command: assembles the sub-commands, reports errors in one line."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from stella.cli import operators, resources
+from stella.cli.client import CliError
+from stella.config import ConfigurationError
+from stella.domain.errors import StellaError
+
+app = typer.Typer(
+    name="stella",
+    help="Stella Release Orchestrator. STELLA_URL / STELLA_TOKEN select the server and token.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(resources.env_app, name="env")
+app.add_typer(resources.target_app, name="target")
+app.add_typer(resources.component_app, name="component")
+app.add_typer(resources.release_app, name="release")
+app.add_typer(resources.integration_app, name="integration")
+app.add_typer(resources.user_app, name="user")
+app.add_typer(resources.audit_app, name="audit")
+app.command("apply")(resources.apply)
+app.command("server")(operators.server)
+app.add_typer(operators.db_app, name="db")
+app.add_typer(operators.admin_app, name="admin")
+
+
+def main() -> None:
+    """Run the CLI; known failures print `error: …` on one line and exit non-zero."""
+    try:
+        app(standalone_mode=False)
+    except (CliError, StellaError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

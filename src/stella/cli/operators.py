@@ -1,0 +1,114 @@
+"""Operator commands that work on the database directly: server, db, admin."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stella.bootstrap import Container, build_container, utc_now
+from stella.config import load_settings
+from stella.domain.tenancy import Role
+from stella.services.auth import DEFAULT_TENANT, bootstrap, create_tenant, create_user_as_operator
+from stella.services.specs import UserSpec
+
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+admin_app = typer.Typer(
+    help="Tenants, first admin and users (needs database access).", no_args_is_help=True
+)
+
+
+def _container() -> Container:
+    from stella.adapters.db.migrate import upgrade
+
+    container = build_container(load_settings())
+    upgrade(container.engine)
+    return container
+
+
+def write_token_file(path: Path, token: str) -> None:
+    """Write the token as one line, readable by the owner only (0600 from the first byte)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    path.chmod(0o600)
+
+
+def server() -> None:
+    """Migrate the database, create the admin on first start, serve API + UI."""
+    import uvicorn
+
+    from stella.api.app import create_app
+    from stella.logging_setup import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    container = _container()
+    issued = bootstrap(container.uow, utc_now)
+    if issued is not None:
+        write_token_file(settings.admin_token_path, issued.token)
+        typer.echo(f"admin token written to {settings.admin_token_path}", err=True)
+    typer.echo(f"serving on http://{settings.listen}", err=True)
+    uvicorn.run(
+        create_app(container),
+        host=settings.listen_host,
+        port=settings.listen_port,
+        log_config=None,
+        access_log=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    from stella.adapters.db.migrate import current_revision
+
+    container = _container()
+    typer.echo(f"database at revision {current_revision(container.engine)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's revision and the newest one this version ships."""
+    from stella.adapters.db.migrate import current_revision, head_revision
+
+    container = build_container(load_settings())
+    typer.echo(f"current: {current_revision(container.engine)}  head: {head_revision()}")
+
+
+@admin_app.command("bootstrap")
+def admin_bootstrap() -> None:
+    """Create the default tenant and its admin; prints the admin token once."""
+    container = _container()
+    issued = bootstrap(container.uow, utc_now)
+    if issued is None:
+        typer.echo(
+            "error: already bootstrapped; use `stella admin create-user NAME --role admin`",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(issued.token)
+
+
+@admin_app.command("create-user")
+def admin_create_user(
+    name: str,
+    role: Annotated[Role, typer.Option(help="viewer|releaser|approver|admin")],
+    tenant: Annotated[str, typer.Option(help="tenant name")] = DEFAULT_TENANT,
+) -> None:
+    """Create a user; prints only the token."""
+    container = _container()
+    issued = create_user_as_operator(container.uow, tenant, UserSpec(name=name, role=role), utc_now)
+    typer.echo(issued.token)
+
+
+@admin_app.command("create-tenant")
+def admin_create_tenant(
+    name: str, admin: Annotated[str, typer.Option(help="name of its first admin")] = "admin"
+) -> None:
+    """Create another tenant with its first admin; prints that admin's token."""
+    container = _container()
+    typer.echo(create_tenant(container.uow, name, admin, utc_now).token)

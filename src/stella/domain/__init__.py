@@ -1,0 +1,1 @@
+"""Pure domain model: values, state machines and invariants. Imports only the stdlib."""

@@ -1,0 +1,136 @@
+"""Input specifications shared by the API, the CLI and `stella apply`.
+
+Unknown fields are rejected everywhere (`extra="forbid"`) so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stella.domain.environments import EnvironmentState, GateName
+from stella.domain.integrations import IntegrationType
+from stella.domain.releases import ReleaseState
+from stella.domain.targets import HealthStatus, TargetState, TargetType
+from stella.domain.tenancy import Role
+
+NAME = Field(min_length=1, max_length=128, pattern=r"^[^\s/][^/]*$")
+
+
+class Spec(BaseModel):
+    """Base: strict about unknown fields, immutable once parsed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApprovalPolicySpec(Spec):
+    required_approvals: int = Field(default=0, ge=0, le=100)
+    approver_roles: list[Role] = Field(default_factory=lambda: [Role.APPROVER, Role.ADMIN])
+    separation_of_duties: bool = False
+
+
+class FreezeWindowSpec(Spec):
+    name: str = Field(min_length=1, max_length=128)
+    start: str
+    end: str | None = None
+    rrule: str | None = None
+    duration: str | None = None
+    timezone: str | None = None
+
+
+class EnvironmentSpec(Spec):
+    name: str = NAME
+    slug: str = Field(min_length=1, max_length=63)
+    promotion_order: int
+    is_production: bool = False
+    description: str = Field(default="", max_length=2000)
+    gates: list[GateName] = Field(default_factory=list)
+    policies: list[str] = Field(default_factory=list)
+    approval_policy: ApprovalPolicySpec = Field(default_factory=ApprovalPolicySpec)
+    freeze_windows: list[FreezeWindowSpec] = Field(default_factory=list)
+    state: EnvironmentState = EnvironmentState.ACTIVE
+
+
+class EnvironmentPatch(Spec):
+    name: str | None = NAME
+    promotion_order: int | None = None
+    is_production: bool | None = None
+    description: str | None = Field(default=None, max_length=2000)
+    gates: list[GateName] | None = None
+    policies: list[str] | None = None
+    approval_policy: ApprovalPolicySpec | None = None
+    freeze_windows: list[FreezeWindowSpec] | None = None
+    state: EnvironmentState | None = None
+
+
+class TargetSpec(Spec):
+    name: str = NAME
+    environment: str = Field(min_length=1, description="Environment id or slug")
+    type: TargetType
+    labels: dict[str, str] = Field(default_factory=dict)
+    connection: dict[str, Any] = Field(default_factory=dict)
+    agent_id: str | None = None
+    state: TargetState = TargetState.ACTIVE
+
+
+class TargetPatch(Spec):
+    environment: str | None = None
+    labels: dict[str, str] | None = None
+    connection: dict[str, Any] | None = None
+    agent_id: str | None = None
+    state: TargetState | None = None
+    health: HealthStatus | None = None
+
+
+class ComponentSpec(Spec):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    repository: str = Field(min_length=1, max_length=255)
+    runtime: dict[str, Any] = Field(default_factory=dict)
+
+
+class ComponentPatch(Spec):
+    repository: str | None = Field(default=None, min_length=1, max_length=255)
+    runtime: dict[str, Any] | None = None
+
+
+class IntegrationSpec(Spec):
+    type: IntegrationType
+    name: str = NAME
+    url: str = Field(min_length=1, max_length=255)
+    credentials_ref: str | None = None
+    webhook_secret_ref: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class IntegrationPatch(Spec):
+    url: str | None = Field(default=None, min_length=1, max_length=255)
+    credentials_ref: str | None = None
+    webhook_secret_ref: str | None = None
+    config: dict[str, Any] | None = None
+
+
+class ReleaseSpec(Spec):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    version: str = Field(min_length=1, max_length=128)
+    source_ref: str | None = Field(default=None, max_length=255)
+    components: dict[str, str] = Field(
+        min_length=1,
+        description="component name → `repo:tag`, `repo@sha256:…`, or just `tag` / `@sha256:…`",
+    )
+    state: ReleaseState = Field(default=ReleaseState.ACTIVE, description="draft or active")
+
+
+class UserSpec(Spec):
+    name: str = NAME
+    role: Role
+
+
+class ApplyDocument(Spec):
+    """The declarative file of `stella apply -f`; each list is matched by slug or name."""
+
+    api_version: str = Field(default="stella/v1", alias="apiVersion")
+    environments: list[EnvironmentSpec] = Field(default_factory=list)
+    integrations: list[IntegrationSpec] = Field(default_factory=list)
+    components: list[ComponentSpec] = Field(default_factory=list)
+    targets: list[TargetSpec] = Field(default_factory=list)
