@@ -35,7 +35,7 @@ def show(data: Any, output: Output, columns: list[str], title: str | None = None
     rows = data if isinstance(data, list) else [data]
     table = Table(title=title, show_lines=False)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*(_cell(_lookup(row, c)) for c in columns))
     console.print(table)

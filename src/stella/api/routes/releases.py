@@ -51,7 +51,17 @@ def activate_release(container: ContainerDep, ctx: Ctx, ref: str) -> ReleaseOut:
     return ReleaseOut.of(svc.change_release_state(container.uow, ctx, ref, ReleaseState.ACTIVE))
 
 
-@router.api_route("/{ref}", methods=["PUT", "PATCH", "DELETE"], status_code=405)
 def modify_release(container: ContainerDep, ctx: Ctx, ref: str) -> None:
     """Always 405: releases are immutable; create a new release."""
     svc.refuse_modification(container.uow, ctx, ref)
+
+
+for _method in ("PUT", "PATCH", "DELETE"):
+    router.add_api_route(
+        "/{ref}",
+        modify_release,
+        methods=[_method],
+        status_code=405,
+        operation_id=f"{_method.lower()}_release_refused",
+        summary=f"{_method} is refused: releases are immutable",
+    )
