@@ -53,7 +53,7 @@ class EnvironmentSpec(Spec):
 
 
 class EnvironmentPatch(Spec):
-    name: str | None = NAME
+    name: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[^\s/][^/]*$")
     promotion_order: int | None = None
     is_production: bool | None = None
     description: str | None = Field(default=None, max_length=2000)
