@@ -70,8 +70,9 @@ class TestDatabase:
     engine: Engine
 
 
-def create_database(kind: str, tmp: Path) -> TestDatabase:
-    """A fresh, migrated database of `kind` (PostgreSQL: its own database on the server)."""
+def create_database(kind: str, tmp: Path, migrate: bool = True) -> TestDatabase:
+    """A fresh database of `kind` (PostgreSQL: its own database on the server), migrated unless
+    `migrate` is False (to prove that the server migrates an empty database itself)."""
     if kind == "sqlite":
         url = f"sqlite:///{tmp / f'stella-{secrets.token_hex(4)}.db'}"
         engine = make_engine(url)
@@ -83,7 +84,8 @@ def create_database(kind: str, tmp: Path) -> TestDatabase:
             service_missing(f"PostgreSQL on {PG_HOST}:{PG_PORT}")
         url = pg_url(name, "postgresql")
         engine = make_engine(pg_url(name))
-    upgrade(engine)
+    if migrate:
+        upgrade(engine)
     return TestDatabase(kind, url, engine)
 
 

@@ -7,9 +7,7 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-class ConfigurationError(Exception):
-    """Invalid configuration; the message is one line naming the variable and the problem."""
+from stella.domain.errors import ConfigurationError
 
 
 class Settings(BaseSettings):

@@ -8,8 +8,7 @@ import typer
 
 from stella.cli import operators, resources
 from stella.cli.client import CliError
-from stella.config import ConfigurationError
-from stella.domain.errors import StellaError
+from stella.domain.errors import ConfigurationError, StellaError
 
 app = typer.Typer(
     name="stella",
@@ -34,25 +33,24 @@ app.add_typer(operators.admin_app, name="admin")
 def main() -> None:
     """Run the CLI; known failures print `error: …` on one line and exit non-zero."""
     try:
-        app(standalone_mode=False)
-    except (CliError, StellaError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        code = app(standalone_mode=False)
     except ConfigurationError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except (CliError, StellaError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except typer.TyperException as exc:  # usage errors: unknown command or option
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            typer.echo(f"error: {exc}", err=True)
+        sys.exit(int(getattr(exc, "exit_code", 2)))
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,18 @@ import os
 from pathlib import Path
 from typing import Annotated
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from stella.bootstrap import Container, build_container, utc_now
-from stella.config import load_settings
 from stella.domain.tenancy import Role
-from stella.services.auth import DEFAULT_TENANT, bootstrap, create_tenant, create_user_as_operator
-from stella.services.specs import UserSpec
+
+if TYPE_CHECKING:
+    from stella.bootstrap import Container
+
+# Database and server modules are imported inside the commands: the API-client commands of the
+# CLI then start without loading SQLAlchemy, uvicorn and the registry adapters.
+DEFAULT_TENANT = "default"
 
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 admin_app = typer.Typer(
@@ -22,6 +27,8 @@ admin_app = typer.Typer(
 
 def _container() -> Container:
     from stella.adapters.db.migrate import upgrade
+    from stella.bootstrap import build_container
+    from stella.config import load_settings
 
     container = build_container(load_settings())
     upgrade(container.engine)
@@ -42,7 +49,10 @@ def server() -> None:
     import uvicorn
 
     from stella.api.app import create_app
+    from stella.bootstrap import utc_now
+    from stella.config import load_settings
     from stella.logging_setup import configure_logging
+    from stella.services.auth import bootstrap
 
     settings = load_settings()
     configure_logging(settings.log_level)
@@ -74,6 +84,8 @@ def db_upgrade() -> None:
 def db_current() -> None:
     """Print the database's revision and the newest one this version ships."""
     from stella.adapters.db.migrate import current_revision, head_revision
+    from stella.bootstrap import build_container
+    from stella.config import load_settings
 
     container = build_container(load_settings())
     typer.echo(f"current: {current_revision(container.engine)}  head: {head_revision()}")
@@ -82,6 +94,9 @@ def db_current() -> None:
 @admin_app.command("bootstrap")
 def admin_bootstrap() -> None:
     """Create the default tenant and its admin; prints the admin token once."""
+    from stella.bootstrap import utc_now
+    from stella.services.auth import bootstrap
+
     container = _container()
     issued = bootstrap(container.uow, utc_now)
     if issued is None:
@@ -100,6 +115,10 @@ def admin_create_user(
     tenant: Annotated[str, typer.Option(help="tenant name")] = DEFAULT_TENANT,
 ) -> None:
     """Create a user; prints only the token."""
+    from stella.bootstrap import utc_now
+    from stella.services.auth import create_user_as_operator
+    from stella.services.specs import UserSpec
+
     container = _container()
     issued = create_user_as_operator(container.uow, tenant, UserSpec(name=name, role=role), utc_now)
     typer.echo(issued.token)
@@ -110,5 +129,8 @@ def admin_create_tenant(
     name: str, admin: Annotated[str, typer.Option(help="name of its first admin")] = "admin"
 ) -> None:
     """Create another tenant with its first admin; prints that admin's token."""
+    from stella.bootstrap import utc_now
+    from stella.services.auth import create_tenant
+
     container = _container()
     typer.echo(create_tenant(container.uow, name, admin, utc_now).token)

@@ -132,3 +132,9 @@ class ImageNotFound(StellaError):
 
     status = 422
     title = "Image not found"
+
+
+class ConfigurationError(TerminalError):
+    """Raised at start-up for invalid configuration; one line naming the variable."""
+
+    title = "Invalid configuration"
