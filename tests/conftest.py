@@ -55,7 +55,11 @@ def pg_url(dbname: str, driver: str = "postgresql+psycopg") -> str:
 
 def _pg_admin(sql: str) -> None:
     with psycopg.connect(
-        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True,
+        host=PG_HOST,
+        port=PG_PORT,
+        user=PG_USER,
+        dbname="postgres",
+        autocommit=True,
         connect_timeout=5,
     ) as conn:
         conn.execute(sql)  # type: ignore[arg-type]
@@ -97,7 +101,9 @@ def drop_database(database: TestDatabase) -> None:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabase]:
+def database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestDatabase]:
     """Each storage test runs once per backend; each run owns (and drops) its database."""
     db = create_database(request.param, tmp_path_factory.mktemp(request.param))
     yield db
@@ -130,7 +136,9 @@ class TenantClient:
         return {"Authorization": f"Bearer {self.issued.token}"}
 
     def request(self, method: str, path: str, token: str | None = None, **kwargs) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {token or self.issued.token}"} | kwargs.pop("headers", {})
+        headers = {"Authorization": f"Bearer {token or self.issued.token}"} | kwargs.pop(
+            "headers", {}
+        )
         return self.http.request(method, "/api/v1" + path, headers=headers, **kwargs)
 
     def get(self, path: str, **kwargs) -> httpx.Response:

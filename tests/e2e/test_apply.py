@@ -35,7 +35,9 @@ def test_changed_entries_are_updated_with_their_fields_listed(api):
     assert result["changed"] is True
     updates = [e for e in result["entries"] if e["action"] == "update"]
     assert [(e["name"], e["changes"]) for e in updates] == [
-        ("stage", ["approval_policy"]), ("dev-docker-1", ["labels"])]
+        ("stage", ["approval_policy"]),
+        ("dev-docker-1", ["labels"]),
+    ]
     assert api.get("/targets/dev-docker-1").json()["labels"] == {"role": "worker"}
 
 
@@ -67,7 +69,11 @@ def test_schema_errors_name_their_path(api):
 
 
 def test_domain_errors_name_their_entry(api):
-    body = {"components": [{"name": "ok", "repository": "127.0.0.1:5000/app/ok"},
-                           {"name": "bad", "repository": "no-host"}]}
+    body = {
+        "components": [
+            {"name": "ok", "repository": "127.0.0.1:5000/app/ok"},
+            {"name": "bad", "repository": "no-host"},
+        ]
+    }
     response = api.post("/apply", body)
     assert response.json()["errors"][0]["field"] == "components.1.repository"

@@ -49,8 +49,12 @@ def test_roles_without_permission_get_403_and_the_denial_is_audited(api, role, p
 
 def test_releaser_may_create_components_and_viewer_may_read(api):
     releaser = api.user_token("releaser")
-    assert api.post("/components", {"name": "api", "repository": "127.0.0.1:5000/app/api"},
-                    token=releaser).status_code == 201
+    assert (
+        api.post(
+            "/components", {"name": "api", "repository": "127.0.0.1:5000/app/api"}, token=releaser
+        ).status_code
+        == 201
+    )
     viewer = api.user_token("viewer")
     assert api.get("/components/api", token=viewer).status_code == 200
 
@@ -66,8 +70,13 @@ def test_other_tenants_resources_are_404_not_403(api, other_tenant):
     env = api.get("/environments/dev").json()
     api.post("/components", {"name": "api", "repository": "127.0.0.1:5000/app/api"})
     api.post("/integrations", {"type": "registry", "name": "reg", "url": "http://127.0.0.1:5000"})
-    for path in (f"/environments/{env['id']}", "/environments/dev", "/components/api",
-                 "/integrations/reg", "/components/api/versions"):
+    for path in (
+        f"/environments/{env['id']}",
+        "/environments/dev",
+        "/components/api",
+        "/integrations/reg",
+        "/components/api/versions",
+    ):
         assert other_tenant.get(path).status_code == 404, path
     assert other_tenant.patch(f"/environments/{env['id']}", {"state": "frozen"}).status_code == 404
     assert other_tenant.delete(f"/environments/{env['id']}").status_code == 404

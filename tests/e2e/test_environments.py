@@ -5,15 +5,33 @@ from __future__ import annotations
 import pytest
 
 PROD = {
-    "name": "Production", "slug": "prod", "promotion_order": 3, "is_production": True,
-    "gates": ["previous_environment", "security", "approval", "freeze_window", "policy", "health_check"],
+    "name": "Production",
+    "slug": "prod",
+    "promotion_order": 3,
+    "is_production": True,
+    "gates": [
+        "previous_environment",
+        "security",
+        "approval",
+        "freeze_window",
+        "policy",
+        "health_check",
+    ],
     "policies": ["prod-rules"],
-    "approval_policy": {"required_approvals": 2, "approver_roles": ["approver", "admin"],
-                        "separation_of_duties": True},
+    "approval_policy": {
+        "required_approvals": 2,
+        "approver_roles": ["approver", "admin"],
+        "separation_of_duties": True,
+    },
     "freeze_windows": [
         {"name": "year-end", "start": "2026-12-20T00:00:00Z", "end": "2027-01-04T00:00:00Z"},
-        {"name": "weekends", "rrule": "FREQ=WEEKLY;BYDAY=SA", "start": "2026-01-03T00:00:00",
-         "duration": "PT48H", "timezone": "Europe/Berlin"},
+        {
+            "name": "weekends",
+            "rrule": "FREQ=WEEKLY;BYDAY=SA",
+            "start": "2026-01-03T00:00:00",
+            "duration": "PT48H",
+            "timezone": "Europe/Berlin",
+        },
     ],
 }
 
@@ -23,7 +41,15 @@ def test_contract_example_round_trips(api):
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["state"] == "active"
-    for key in ("name", "slug", "promotion_order", "is_production", "gates", "policies", "approval_policy"):
+    for key in (
+        "name",
+        "slug",
+        "promotion_order",
+        "is_production",
+        "gates",
+        "policies",
+        "approval_policy",
+    ):
         assert body[key] == PROD[key]
     assert body["freeze_windows"][1]["timezone"] == "Europe/Berlin"
     assert api.get("/environments/prod").json() == body
@@ -32,7 +58,12 @@ def test_contract_example_round_trips(api):
 
 def test_list_is_ordered_by_promotion_order(api):
     for order, slug in [(3, "prod"), (1, "dev"), (2, "stage")]:
-        assert api.post("/environments", {"name": slug, "slug": slug, "promotion_order": order}).status_code == 201
+        assert (
+            api.post(
+                "/environments", {"name": slug, "slug": slug, "promotion_order": order}
+            ).status_code
+            == 201
+        )
     page = api.get("/environments", params={"limit": 2}).json()
     assert [e["slug"] for e in page["items"]] == ["dev", "stage"]
     rest = api.get("/environments", params={"limit": 2, "cursor": page["next_cursor"]}).json()
@@ -52,8 +83,9 @@ def test_duplicate_slug_and_order_are_409_naming_the_holder(api):
 
 def test_patch_changes_mutable_fields_and_is_audited(api):
     api.post("/environments", {"name": "Stage", "slug": "stage", "promotion_order": 2})
-    patched = api.patch("/environments/stage", {"state": "frozen",
-                                                "approval_policy": {"required_approvals": 1}})
+    patched = api.patch(
+        "/environments/stage", {"state": "frozen", "approval_policy": {"required_approvals": 1}}
+    )
     assert patched.status_code == 200
     assert patched.json()["state"] == "frozen"
     assert patched.json()["approval_policy"]["required_approvals"] == 1
@@ -76,30 +108,105 @@ def test_slug_cannot_be_patched(api):
         ({"name": "X", "slug": "x", "promotion_order": "first"}, "promotion_order"),
         ({"name": "X", "slug": "x", "promotion_order": 1, "gates": ["coin_flip"]}, "gates.0"),
         ({"name": "X", "slug": "x", "promotion_order": 1, "colour": "red"}, "colour"),
-        ({"name": "X", "slug": "x", "promotion_order": 1,
-          "approval_policy": {"required_approvals": -1}}, "approval_policy.required_approvals"),
-        ({"name": "X", "slug": "x", "promotion_order": 1,
-          "approval_policy": {"approver_roles": ["god"]}}, "approval_policy.approver_roles.0"),
-        ({"name": "X", "slug": "x", "promotion_order": 1,
-          "freeze_windows": [{"name": "w", "start": "2026-12-20T00:00:00Z", "end": "2026-12-19T00:00:00Z"}]},
-         "freeze_windows.0.end"),
-        ({"name": "X", "slug": "x", "promotion_order": 1,
-          "freeze_windows": [{"name": "w", "start": "2026-12-20T00:00:00", "end": "2026-12-21T00:00:00"}]},
-         "freeze_windows.0.start"),
-        ({"name": "X", "slug": "x", "promotion_order": 1,
-          "freeze_windows": [{"name": "w", "start": "yesterday", "end": "2026-12-21T00:00:00Z"}]},
-         "freeze_windows.0.start"),
-        ({"name": "X", "slug": "x", "promotion_order": 1,
-          "freeze_windows": [{"name": "w", "rrule": "FREQ=WEEKLY", "start": "2026-01-03T00:00:00",
-                              "duration": "forever", "timezone": "Mars/Olympus"}]},
-         "freeze_windows.0.duration"),
-        ({"name": "X", "slug": "x", "promotion_order": 1,
-          "freeze_windows": [{"name": "w", "rrule": "FREQ=HOURLY", "start": "2026-01-03T00:00:00",
-                              "duration": "1h"}]},
-         "freeze_windows.0.rrule"),
+        (
+            {
+                "name": "X",
+                "slug": "x",
+                "promotion_order": 1,
+                "approval_policy": {"required_approvals": -1},
+            },
+            "approval_policy.required_approvals",
+        ),
+        (
+            {
+                "name": "X",
+                "slug": "x",
+                "promotion_order": 1,
+                "approval_policy": {"approver_roles": ["god"]},
+            },
+            "approval_policy.approver_roles.0",
+        ),
+        (
+            {
+                "name": "X",
+                "slug": "x",
+                "promotion_order": 1,
+                "freeze_windows": [
+                    {"name": "w", "start": "2026-12-20T00:00:00Z", "end": "2026-12-19T00:00:00Z"}
+                ],
+            },
+            "freeze_windows.0.end",
+        ),
+        (
+            {
+                "name": "X",
+                "slug": "x",
+                "promotion_order": 1,
+                "freeze_windows": [
+                    {"name": "w", "start": "2026-12-20T00:00:00", "end": "2026-12-21T00:00:00"}
+                ],
+            },
+            "freeze_windows.0.start",
+        ),
+        (
+            {
+                "name": "X",
+                "slug": "x",
+                "promotion_order": 1,
+                "freeze_windows": [
+                    {"name": "w", "start": "yesterday", "end": "2026-12-21T00:00:00Z"}
+                ],
+            },
+            "freeze_windows.0.start",
+        ),
+        (
+            {
+                "name": "X",
+                "slug": "x",
+                "promotion_order": 1,
+                "freeze_windows": [
+                    {
+                        "name": "w",
+                        "rrule": "FREQ=WEEKLY",
+                        "start": "2026-01-03T00:00:00",
+                        "duration": "forever",
+                        "timezone": "Mars/Olympus",
+                    }
+                ],
+            },
+            "freeze_windows.0.duration",
+        ),
+        (
+            {
+                "name": "X",
+                "slug": "x",
+                "promotion_order": 1,
+                "freeze_windows": [
+                    {
+                        "name": "w",
+                        "rrule": "FREQ=HOURLY",
+                        "start": "2026-01-03T00:00:00",
+                        "duration": "1h",
+                    }
+                ],
+            },
+            "freeze_windows.0.rrule",
+        ),
     ],
-    ids=["bad-slug", "order-zero", "order-type", "unknown-gate", "unknown-field", "negative-approvals",
-         "unknown-role", "end-before-start", "naive-start", "unparseable-start", "bad-duration", "bad-rrule"],
+    ids=[
+        "bad-slug",
+        "order-zero",
+        "order-type",
+        "unknown-gate",
+        "unknown-field",
+        "negative-approvals",
+        "unknown-role",
+        "end-before-start",
+        "naive-start",
+        "unparseable-start",
+        "bad-duration",
+        "bad-rrule",
+    ],
 )
 def test_invalid_environment_is_422_naming_the_field(api, body, field):
     response = api.post("/environments", body)
@@ -109,10 +216,23 @@ def test_invalid_environment_is_422_naming_the_field(api, body, field):
 
 
 def test_unknown_timezone_is_reported_with_every_other_problem(api):
-    response = api.post("/environments", {
-        "name": "X", "slug": "x", "promotion_order": 1,
-        "freeze_windows": [{"name": "w", "rrule": "FREQ=WEEKLY", "start": "2026-01-03T00:00:00",
-                            "duration": "forever", "timezone": "Mars/Olympus"}]})
+    response = api.post(
+        "/environments",
+        {
+            "name": "X",
+            "slug": "x",
+            "promotion_order": 1,
+            "freeze_windows": [
+                {
+                    "name": "w",
+                    "rrule": "FREQ=WEEKLY",
+                    "start": "2026-01-03T00:00:00",
+                    "duration": "forever",
+                    "timezone": "Mars/Olympus",
+                }
+            ],
+        },
+    )
     fields = [e["field"] for e in response.json()["errors"]]
     assert fields == ["freeze_windows.0.duration", "freeze_windows.0.timezone"]
 

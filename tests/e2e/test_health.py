@@ -17,9 +17,15 @@ def test_readyz_checks_the_database(client, database):
 
 def test_openapi_document_lists_the_v1_resources(client):
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ("/api/v1/environments", "/api/v1/releases", "/api/v1/targets",
-                 "/api/v1/components/{ref}/versions", "/api/v1/webhooks/registry/{integration_id}",
-                 "/api/v1/audit-events", "/api/v1/integrations"):
+    for path in (
+        "/api/v1/environments",
+        "/api/v1/releases",
+        "/api/v1/targets",
+        "/api/v1/components/{ref}/versions",
+        "/api/v1/webhooks/registry/{integration_id}",
+        "/api/v1/audit-events",
+        "/api/v1/integrations",
+    ):
         assert path in paths
 
 
@@ -31,8 +37,11 @@ def test_request_id_is_echoed_or_generated(api):
 
 
 def test_request_id_is_recorded_on_audit_events(api):
-    created = api.post("/components", {"name": "api", "repository": "127.0.0.1:5000/app/api"},
-                       headers={"X-Request-ID": "corr-42"})
+    created = api.post(
+        "/components",
+        {"name": "api", "repository": "127.0.0.1:5000/app/api"},
+        headers={"X-Request-ID": "corr-42"},
+    )
     assert created.status_code == 201
     events = api.get("/audit-events", params={"resource_type": "component"}).json()["items"]
     assert events[0]["correlation_id"] == "corr-42"
@@ -40,7 +49,11 @@ def test_request_id_is_recorded_on_audit_events(api):
 
 
 def test_oversized_body_is_413_and_stores_nothing(api):
-    huge = {"name": "api", "repository": "127.0.0.1:5000/app/api", "runtime": {"command": "x" * 70_000}}
+    huge = {
+        "name": "api",
+        "repository": "127.0.0.1:5000/app/api",
+        "runtime": {"command": "x" * 70_000},
+    }
     response = api.post("/components", huge)
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
@@ -49,8 +62,9 @@ def test_oversized_body_is_413_and_stores_nothing(api):
 
 
 def test_invalid_json_is_422_naming_the_body(api):
-    response = api.request("POST", "/environments", content=b"{not json",
-                           headers={"Content-Type": "application/json"})
+    response = api.request(
+        "POST", "/environments", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 422
     assert response.json()["errors"][0]["message"] == "body is not valid JSON"
 

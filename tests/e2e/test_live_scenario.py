@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REGISTRY, drop_database, free_port, create_database
+from tests.conftest import REGISTRY, create_database, drop_database, free_port
 from tests.support.live import STELLA, LiveServer, start_server
 from tests.support.oci import push_image
 
@@ -40,9 +40,22 @@ def test_scenario_through_the_cli(live, registry_url, tmp_path):
     tag = f"v-{uuid.uuid4().hex[:8]}"
     digest = push_image(registry_url, "app/api", tag, f"cli {tag}")
     version = f"1.0.0-cli.{uuid.uuid4().hex[:6]}"
-    live.cli("release", "create", "--name", "api", "--version", version, "--source-ref", "9fceb02",
-             "-c", f"api={REGISTRY}/app/api:{tag}", check=True)
-    shown = json.loads(live.cli("release", "show", f"api@{version}", "-o", "json", check=True).stdout)
+    live.cli(
+        "release",
+        "create",
+        "--name",
+        "api",
+        "--version",
+        version,
+        "--source-ref",
+        "9fceb02",
+        "-c",
+        f"api={REGISTRY}/app/api:{tag}",
+        check=True,
+    )
+    shown = json.loads(
+        live.cli("release", "show", f"api@{version}", "-o", "json", check=True).stdout
+    )
     assert shown["components"][0]["digest"] == digest
     assert shown["components"][0]["resolved_from_tag"] == tag
     table = live.cli("release", "show", f"api@{version}", check=True).stdout
@@ -58,8 +71,14 @@ def test_scenario_through_the_api(live, registry_url):
         tag = f"v-{uuid.uuid4().hex[:8]}"
         digest = push_image(registry_url, "app/api", tag, f"api {tag}")
         version = f"1.0.0-api.{uuid.uuid4().hex[:6]}"
-        created = api.post("/releases", json={"name": "api", "version": version,
-                                              "components": {"api": f"{REGISTRY}/app/api:{tag}"}})
+        created = api.post(
+            "/releases",
+            json={
+                "name": "api",
+                "version": version,
+                "components": {"api": f"{REGISTRY}/app/api:{tag}"},
+            },
+        )
         assert created.status_code == 201, created.text
         read = api.get(f"/releases/{created.json()['id']}").json()
         assert read["components"][0]["digest"] == digest
@@ -67,27 +86,46 @@ def test_scenario_through_the_api(live, registry_url):
 
 def test_cli_bad_input_is_one_line_and_non_zero(live, registry_url):
     live.cli("apply", "-f", str(EXAMPLE), check=True)
-    result = live.cli("release", "create", "--name", "api", "--version", "1.0.0",
-                      "-c", f"api={REGISTRY}/app/api:does-not-exist")
+    result = live.cli(
+        "release",
+        "create",
+        "--name",
+        "api",
+        "--version",
+        "1.0.0",
+        "-c",
+        f"api={REGISTRY}/app/api:does-not-exist",
+    )
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"error: 422 components.api: tag does-not-exist not found in {REGISTRY}/app/api")
+        f"error: 422 components.api: tag does-not-exist not found in {REGISTRY}/app/api"
+    )
     bad_pair = live.cli("release", "create", "--name", "api", "--version", "1.0.0", "-c", "api")
     assert bad_pair.returncode == 1
     assert bad_pair.stderr.count("\n") == 1
     missing = live.cli("env", "show", "nowhere")
-    assert (missing.returncode, missing.stderr) == (1, "error: 404 environment 'nowhere' not found\n")
+    assert (missing.returncode, missing.stderr) == (
+        1,
+        "error: 404 environment 'nowhere' not found\n",
+    )
 
 
 def test_cli_with_a_bad_token_or_no_server_says_so_in_one_line(live):
     env = live.cli_env() | {"STELLA_TOKEN": "stl_wrong"}
     import subprocess
 
-    wrong = subprocess.run([STELLA, "env", "list"], env=env, capture_output=True, text=True, timeout=60)
+    wrong = subprocess.run(
+        [STELLA, "env", "list"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert wrong.returncode == 1
     assert wrong.stderr.startswith("error: 401 invalid or revoked API token")
-    down = subprocess.run([STELLA, "env", "list"], env=env | {"STELLA_URL": f"http://127.0.0.1:{free_port()}"},
-                          capture_output=True, text=True, timeout=60)
+    down = subprocess.run(
+        [STELLA, "env", "list"],
+        env=env | {"STELLA_URL": f"http://127.0.0.1:{free_port()}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert down.returncode == 1
     assert down.stderr.startswith("error: cannot reach Stella at http://127.0.0.1:")
     assert down.stderr.count("\n") == 1

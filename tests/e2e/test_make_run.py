@@ -17,8 +17,14 @@ ROOT = Path(__file__).parents[2]
 def test_make_run_serves_health_openapi_and_writes_the_admin_token(tmp_path):
     if shutil.which("make") is None:
         service_missing("make")
-    server = start_server(["make", "--no-print-directory", "run"], tmp_path / "home", free_port(),
-                          None, cwd=ROOT, timeout=180)
+    server = start_server(
+        ["make", "--no-print-directory", "run"],
+        tmp_path / "home",
+        free_port(),
+        None,
+        cwd=ROOT,
+        timeout=180,
+    )
     try:
         assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
         openapi = httpx.get(server.url + "/openapi.json").json()
@@ -27,8 +33,9 @@ def test_make_run_serves_health_openapi_and_writes_the_admin_token(tmp_path):
         token_file = tmp_path / "home" / "admin.token"
         assert token_file.stat().st_mode & 0o777 == 0o600
         assert token_file.read_text().count("\n") == 1
-        me = httpx.get(server.url + "/api/v1/users",
-                       headers={"Authorization": f"Bearer {server.token}"})
+        me = httpx.get(
+            server.url + "/api/v1/users", headers={"Authorization": f"Bearer {server.token}"}
+        )
         assert me.status_code == 200
     finally:
         server.stop()
@@ -36,11 +43,15 @@ def test_make_run_serves_health_openapi_and_writes_the_admin_token(tmp_path):
 
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
-    [("STELLA_LISTEN", "nowhere", "STELLA_LISTEN: 'nowhere' is not host:port"),
-     ("STELLA_DATABASE_URL", "mysql://db/x", "STELLA_DATABASE_URL: must start with"),
-     ("STELLA_MAX_BODY_BYTES", "tiny", "STELLA_MAX_BODY_BYTES:")],
+    [
+        ("STELLA_LISTEN", "nowhere", "STELLA_LISTEN: 'nowhere' is not host:port"),
+        ("STELLA_DATABASE_URL", "mysql://db/x", "STELLA_DATABASE_URL: must start with"),
+        ("STELLA_MAX_BODY_BYTES", "tiny", "STELLA_MAX_BODY_BYTES:"),
+    ],
 )
-def test_invalid_configuration_fails_at_start_with_one_line(tmp_path, monkeypatch, variable, value, message):
+def test_invalid_configuration_fails_at_start_with_one_line(
+    tmp_path, monkeypatch, variable, value, message
+):
     import subprocess
     import sys
 

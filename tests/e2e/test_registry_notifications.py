@@ -31,17 +31,31 @@ def notifying_registry(tmp_path):
             "log": {"level": "warn"},
             "storage": {"filesystem": {"rootdirectory": str(tmp_path / "data")}},
             "http": {"addr": f"127.0.0.1:{port}"},
-            "notifications": {"events": {"includereferences": True}, "endpoints": [{
-                "name": "stella", "url": webhook_url, "timeout": "2s", "threshold": 3, "backoff": "1s",
-                "ignoredmediatypes": ["application/octet-stream"],
-                "headers": {"Authorization": [f"Bearer {secret}"]},
-                "ignore": {"actions": ["pull"]},
-            }]},
+            "notifications": {
+                "events": {"includereferences": True},
+                "endpoints": [
+                    {
+                        "name": "stella",
+                        "url": webhook_url,
+                        "timeout": "2s",
+                        "threshold": 3,
+                        "backoff": "1s",
+                        "ignoredmediatypes": ["application/octet-stream"],
+                        "headers": {"Authorization": [f"Bearer {secret}"]},
+                        "ignore": {"actions": ["pull"]},
+                    }
+                ],
+            },
         }
         (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
         with (tmp_path / "registry.log").open("wb") as log:
-            processes.append(subprocess.Popen([binary, "serve", str(tmp_path / "config.yml")],
-                                              stdout=log, stderr=subprocess.STDOUT))
+            processes.append(
+                subprocess.Popen(
+                    [binary, "serve", str(tmp_path / "config.yml")],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         url = f"http://127.0.0.1:{port}"
         for _ in range(100):
             try:
@@ -64,11 +78,16 @@ def test_pushes_arrive_as_component_versions(tmp_path, notifying_registry, kind)
     server = start_server([STELLA, "server"], tmp_path / "home", free_port(), database.url)
     try:
         with server.api() as api:
-            api.post("/components", json={"name": "hooked", "repository": f"127.0.0.1:{port}/app/hooked"})
-            integration = api.post("/integrations", json={
-                "type": "registry", "name": "notifying", "url": f"http://127.0.0.1:{port}"}).json()
-            registry_url = start_registry(server.url + integration["webhook_url"],
-                                          integration["webhook_secret"])
+            api.post(
+                "/components", json={"name": "hooked", "repository": f"127.0.0.1:{port}/app/hooked"}
+            )
+            integration = api.post(
+                "/integrations",
+                json={"type": "registry", "name": "notifying", "url": f"http://127.0.0.1:{port}"},
+            ).json()
+            registry_url = start_registry(
+                server.url + integration["webhook_url"], integration["webhook_secret"]
+            )
             tag = f"v-{uuid.uuid4().hex[:6]}"
             digest = push_image(registry_url, "app/hooked", tag, "notified")
             versions = []

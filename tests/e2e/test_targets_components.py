@@ -11,33 +11,71 @@ def dev(api):
 
 
 def test_target_is_created_in_an_environment_by_slug(api, dev):
-    response = api.post("/targets", {
-        "name": "web-1", "environment": "dev", "type": "ssh_remote", "labels": {"role": "api"},
-        "connection": {"host": "127.0.0.1", "port": 2222, "user": "root",
-                       "private_key": "file:/etc/stella/id_ed25519"}})
+    response = api.post(
+        "/targets",
+        {
+            "name": "web-1",
+            "environment": "dev",
+            "type": "ssh_remote",
+            "labels": {"role": "api"},
+            "connection": {
+                "host": "127.0.0.1",
+                "port": 2222,
+                "user": "root",
+                "private_key": "file:/etc/stella/id_ed25519",
+            },
+        },
+    )
     assert response.status_code == 201, response.text
     target = response.json()
     assert target["environment_id"] == dev["id"]
     assert (target["state"], target["health"]) == ("active", "unknown")
     assert api.get("/targets/web-1").json() == target
-    assert [t["name"] for t in api.get("/targets", params={"environment": "dev"}).json()["items"]] == ["web-1"]
+    assert [
+        t["name"] for t in api.get("/targets", params={"environment": "dev"}).json()["items"]
+    ] == ["web-1"]
 
 
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"name": "t", "environment": "dev", "type": "ssh_remote", "connection": {"password": "hunter2"}},
-         "connection.password"),
-        ({"name": "t", "environment": "dev", "type": "ssh_remote",
-          "connection": {"auth": {"token": "plain"}}}, "connection.auth.token"),
+        (
+            {
+                "name": "t",
+                "environment": "dev",
+                "type": "ssh_remote",
+                "connection": {"password": "hunter2"},
+            },
+            "connection.password",
+        ),
+        (
+            {
+                "name": "t",
+                "environment": "dev",
+                "type": "ssh_remote",
+                "connection": {"auth": {"token": "plain"}},
+            },
+            "connection.auth.token",
+        ),
         ({"name": "t", "environment": "dev", "type": "kubernetes"}, "type"),
         ({"name": "t", "environment": "nowhere", "type": "docker_host"}, "environment"),
-        ({"name": "t", "environment": "dev", "type": "docker_host", "agent_id": "not-a-uuid"}, "agent_id"),
-        ({"name": "t", "environment": "dev", "type": "docker_host", "labels": {"bad key!": "x"}},
-         "labels.bad key!"),
+        (
+            {"name": "t", "environment": "dev", "type": "docker_host", "agent_id": "not-a-uuid"},
+            "agent_id",
+        ),
+        (
+            {"name": "t", "environment": "dev", "type": "docker_host", "labels": {"bad key!": "x"}},
+            "labels.bad key!",
+        ),
     ],
-    ids=["literal-password", "nested-literal-token", "unknown-type", "unknown-environment",
-         "bad-agent-id", "bad-label"],
+    ids=[
+        "literal-password",
+        "nested-literal-token",
+        "unknown-type",
+        "unknown-environment",
+        "bad-agent-id",
+        "bad-label",
+    ],
 )
 def test_invalid_target_is_422(api, dev, body, field):
     response = api.post("/targets", body)
@@ -48,7 +86,9 @@ def test_invalid_target_is_422(api, dev, body, field):
 
 
 def test_target_patch_moves_environment_and_reports_health(api, dev):
-    stage = api.post("/environments", {"name": "Stage", "slug": "stage", "promotion_order": 2}).json()
+    stage = api.post(
+        "/environments", {"name": "Stage", "slug": "stage", "promotion_order": 2}
+    ).json()
     api.post("/targets", {"name": "web-1", "environment": "dev", "type": "docker_host"})
     patched = api.patch("/targets/web-1", {"environment": "stage", "health": "healthy"}).json()
     assert (patched["environment_id"], patched["health"]) == (stage["id"], "healthy")
@@ -64,8 +104,12 @@ def test_duplicate_target_name_is_409(api, dev):
 
 @pytest.mark.parametrize(
     ("repository", "fragment"),
-    [("app/api", "registry host"), ("127.0.0.1:5000/App/API", "not a valid repository path"),
-     ("127.0.0.1:5000/app/api:v1", "not a valid repository path"), ("docker.io", "registry host")],
+    [
+        ("app/api", "registry host"),
+        ("127.0.0.1:5000/App/API", "not a valid repository path"),
+        ("127.0.0.1:5000/app/api:v1", "not a valid repository path"),
+        ("docker.io", "registry host"),
+    ],
 )
 def test_component_repository_must_be_fully_qualified(api, repository, fragment):
     response = api.post("/components", {"name": "api", "repository": repository})
@@ -75,24 +119,48 @@ def test_component_repository_must_be_fully_qualified(api, repository, fragment)
 
 
 def test_component_runtime_is_a_compose_subset(api):
-    ok = api.post("/components", {"name": "api", "repository": "127.0.0.1:5000/app/api", "runtime": {
-        "command": ["httpd", "-f"], "environment": {"TOKEN": "env:API_TOKEN", "MODE": "prod"},
-        "network_mode": "host", "healthcheck": {"http": "http://127.0.0.1:8081/", "interval": "1s"}}})
+    ok = api.post(
+        "/components",
+        {
+            "name": "api",
+            "repository": "127.0.0.1:5000/app/api",
+            "runtime": {
+                "command": ["httpd", "-f"],
+                "environment": {"TOKEN": "env:API_TOKEN", "MODE": "prod"},
+                "network_mode": "host",
+                "healthcheck": {"http": "http://127.0.0.1:8081/", "interval": "1s"},
+            },
+        },
+    )
     assert ok.status_code == 201
-    bad = api.post("/components", {"name": "w", "repository": "127.0.0.1:5000/app/w",
-                                   "runtime": {"privileged": True, "environment": {"K": "env:bad name"}}})
-    assert [e["field"] for e in bad.json()["errors"]] == ["runtime.privileged", "runtime.environment.K"]
+    bad = api.post(
+        "/components",
+        {
+            "name": "w",
+            "repository": "127.0.0.1:5000/app/w",
+            "runtime": {"privileged": True, "environment": {"K": "env:bad name"}},
+        },
+    )
+    assert [e["field"] for e in bad.json()["errors"]] == [
+        "runtime.privileged",
+        "runtime.environment.K",
+    ]
 
 
 def test_component_patch_and_duplicate(api):
     api.post("/components", {"name": "api", "repository": "127.0.0.1:5000/app/api"})
-    assert api.post("/components", {"name": "api", "repository": "127.0.0.1:5000/app/x"}).status_code == 409
+    assert (
+        api.post("/components", {"name": "api", "repository": "127.0.0.1:5000/app/x"}).status_code
+        == 409
+    )
     patched = api.patch("/components/api", {"repository": "127.0.0.1:5000/app/api2"})
     assert patched.json()["repository"] == "127.0.0.1:5000/app/api2"
 
 
 def test_integration_generates_a_webhook_secret_shown_once(api):
-    created = api.post("/integrations", {"type": "registry", "name": "local", "url": "http://127.0.0.1:5000"})
+    created = api.post(
+        "/integrations", {"type": "registry", "name": "local", "url": "http://127.0.0.1:5000"}
+    )
     assert created.status_code == 201
     body = created.json()
     assert len(body["webhook_secret"]) > 30
@@ -105,8 +173,15 @@ def test_integration_generates_a_webhook_secret_shown_once(api):
     [
         ({"type": "registry", "name": "r", "url": "ftp://127.0.0.1"}, "url"),
         ({"type": "registry", "name": "r", "url": "http://user:pw@127.0.0.1:5000"}, "url"),
-        ({"type": "registry", "name": "r", "url": "http://127.0.0.1:5000", "credentials_ref": "user:pass"},
-         "credentials_ref"),
+        (
+            {
+                "type": "registry",
+                "name": "r",
+                "url": "http://127.0.0.1:5000",
+                "credentials_ref": "user:pass",
+            },
+            "credentials_ref",
+        ),
         ({"type": "scm", "name": "r", "url": "http://127.0.0.1:5000"}, "type"),
     ],
     ids=["scheme", "userinfo", "literal-credentials", "unknown-type"],

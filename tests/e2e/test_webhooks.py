@@ -16,23 +16,36 @@ def envelope(*events):
 
 
 def push(repository, digest, tag="v1", media_type=MANIFEST, action="push"):
-    return {"id": "e1", "timestamp": "2026-11-27T10:00:00.123456789Z", "action": action,
-            "target": {"mediaType": media_type, "digest": digest, "repository": repository,
-                       "tag": tag, "url": f"http://{REGISTRY}/v2/{repository}/manifests/{digest}"},
-            "request": {"host": REGISTRY}}
+    return {
+        "id": "e1",
+        "timestamp": "2026-11-27T10:00:00.123456789Z",
+        "action": action,
+        "target": {
+            "mediaType": media_type,
+            "digest": digest,
+            "repository": repository,
+            "tag": tag,
+            "url": f"http://{REGISTRY}/v2/{repository}/manifests/{digest}",
+        },
+        "request": {"host": REGISTRY},
+    }
 
 
 @pytest.fixture
 def hook(api):
     api.post("/components", {"name": "api", "repository": f"{REGISTRY}/app/api"})
-    created = api.post("/integrations", {"type": "registry", "name": "local",
-                                         "url": f"http://{REGISTRY}"}).json()
+    created = api.post(
+        "/integrations", {"type": "registry", "name": "local", "url": f"http://{REGISTRY}"}
+    ).json()
     return created["id"], created["webhook_secret"]
 
 
 def deliver(api, integration_id, secret, body):
-    return api.http.post(f"/api/v1/webhooks/registry/{integration_id}", json=body,
-                         headers={"Authorization": f"Bearer {secret}"})
+    return api.http.post(
+        f"/api/v1/webhooks/registry/{integration_id}",
+        json=body,
+        headers={"Authorization": f"Bearer {secret}"},
+    )
 
 
 def test_push_becomes_a_component_version_once(api, hook):
@@ -49,10 +62,16 @@ def test_push_becomes_a_component_version_once(api, hook):
 
 def test_pulls_blobs_and_unknown_repositories_are_ignored(api, hook):
     integration_id, secret = hook
-    body = envelope(push("app/api", DIGEST_A, action="pull"),
-                    push("app/api", DIGEST_A, media_type="application/octet-stream"),
-                    push("app/unknown", DIGEST_A))
-    assert deliver(api, integration_id, secret, body).json() == {"recorded": 0, "duplicates": 0, "ignored": 3}
+    body = envelope(
+        push("app/api", DIGEST_A, action="pull"),
+        push("app/api", DIGEST_A, media_type="application/octet-stream"),
+        push("app/unknown", DIGEST_A),
+    )
+    assert deliver(api, integration_id, secret, body).json() == {
+        "recorded": 0,
+        "duplicates": 0,
+        "ignored": 3,
+    }
     assert api.get("/components/api/versions").json()["items"] == []
 
 
@@ -60,8 +79,11 @@ def test_pulls_blobs_and_unknown_repositories_are_ignored(api, hook):
 def test_bad_secret_is_401_and_audited(api, hook, secret):
     integration_id, _ = hook
     headers = {"Authorization": f"Bearer {secret}"} if secret is not None else {}
-    response = api.http.post(f"/api/v1/webhooks/registry/{integration_id}",
-                             json=envelope(push("app/api", DIGEST_A)), headers=headers)
+    response = api.http.post(
+        f"/api/v1/webhooks/registry/{integration_id}",
+        json=envelope(push("app/api", DIGEST_A)),
+        headers=headers,
+    )
     assert response.status_code == 401
     assert api.get("/components/api/versions").json()["items"] == []
     assert api.get("/audit-events", params={"action": "webhook.denied"}).json()["items"]
@@ -69,16 +91,23 @@ def test_bad_secret_is_401_and_audited(api, hook, secret):
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b"[]", b'{"events": "x"}', b'{"events": [{"target": {}}]}',
-     b'{"events": [{"action": "push", "target": {"repository": "app/api", "digest": "md5:1"}}]}',
-     b'{"events": [{"action": "push", "target": {"digest": "sha256:' + b"a" * 64 + b'"}}]}'],
+    [
+        b"not json",
+        b"[]",
+        b'{"events": "x"}',
+        b'{"events": [{"target": {}}]}',
+        b'{"events": [{"action": "push", "target": {"repository": "app/api", "digest": "md5:1"}}]}',
+        b'{"events": [{"action": "push", "target": {"digest": "sha256:' + b"a" * 64 + b'"}}]}',
+    ],
     ids=["not-json", "list", "events-not-list", "no-action", "bad-digest", "no-repository"],
 )
 def test_malformed_envelope_is_400_and_records_nothing(api, hook, body):
     integration_id, secret = hook
-    response = api.http.post(f"/api/v1/webhooks/registry/{integration_id}", content=body,
-                             headers={"Authorization": f"Bearer {secret}",
-                                      "Content-Type": "application/json"})
+    response = api.http.post(
+        f"/api/v1/webhooks/registry/{integration_id}",
+        content=body,
+        headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
+    )
     assert response.status_code == 400
     assert response.json()["title"] == "Malformed request"
     assert api.get("/components/api/versions").json()["items"] == []
@@ -86,16 +115,26 @@ def test_malformed_envelope_is_400_and_records_nothing(api, hook, body):
 
 def test_unknown_integration_is_404(api):
     for ref in ("00000000-0000-0000-0000-000000000000", "not-a-uuid"):
-        response = api.http.post(f"/api/v1/webhooks/registry/{ref}", json=envelope(),
-                                 headers={"Authorization": "Bearer x"})
+        response = api.http.post(
+            f"/api/v1/webhooks/registry/{ref}",
+            json=envelope(),
+            headers={"Authorization": "Bearer x"},
+        )
         assert response.status_code == 404
 
 
 def test_secret_by_reference_is_read_from_the_environment(api, monkeypatch):
     monkeypatch.setenv("STELLA_TEST_HOOK_SECRET", "s3cret-value")
     api.post("/components", {"name": "api", "repository": f"{REGISTRY}/app/api"})
-    created = api.post("/integrations", {"type": "registry", "name": "ref", "url": f"http://{REGISTRY}",
-                                         "webhook_secret_ref": "env:STELLA_TEST_HOOK_SECRET"}).json()
+    created = api.post(
+        "/integrations",
+        {
+            "type": "registry",
+            "name": "ref",
+            "url": f"http://{REGISTRY}",
+            "webhook_secret_ref": "env:STELLA_TEST_HOOK_SECRET",
+        },
+    ).json()
     assert created["webhook_secret"] is None
     ok = deliver(api, created["id"], "s3cret-value", envelope(push("app/api", DIGEST_A)))
     assert ok.json()["recorded"] == 1

@@ -33,15 +33,24 @@ class LiveServer:
 
     def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         """Run the `stella` CLI against this server (bounded to 60 s)."""
-        result = subprocess.run([STELLA, *args], env=self.cli_env(), capture_output=True, text=True,
-                                timeout=60, check=False)
+        result = subprocess.run(
+            [STELLA, *args],
+            env=self.cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"stella {' '.join(args)} failed: {result.stderr}")
         return result
 
     def api(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url + "/api/v1", timeout=30,
-                            headers={"Authorization": f"Bearer {self.token}"})
+        return httpx.Client(
+            base_url=self.url + "/api/v1",
+            timeout=30,
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -53,8 +62,14 @@ class LiveServer:
                 self.process.wait(timeout=10)
 
 
-def start_server(argv: list[str], home: Path, port: int, database_url: str | None,
-                 cwd: Path | None = None, timeout: float = 60) -> LiveServer:
+def start_server(
+    argv: list[str],
+    home: Path,
+    port: int,
+    database_url: str | None,
+    cwd: Path | None = None,
+    timeout: float = 60,
+) -> LiveServer:
     """Start `argv` (e.g. `stella server` or `make run`) and wait until /healthz answers."""
     env = os.environ | {"STELLA_HOME": str(home), "STELLA_LISTEN": f"127.0.0.1:{port}"}
     env.pop("STELLA_DATABASE_URL", None)
@@ -62,8 +77,9 @@ def start_server(argv: list[str], home: Path, port: int, database_url: str | Non
         env["STELLA_DATABASE_URL"] = database_url
     log = home.parent / f"{home.name}-server.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
+        )
     server = LiveServer(f"http://127.0.0.1:{port}", home, process, log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -109,7 +109,9 @@ def push_index(registry_url: str, repository: str, tag: str, content: str) -> tu
     """Push a two-platform OCI index; returns (index digest, platform manifest digests)."""
     children = []
     for arch in ("amd64", "arm64"):
-        digest = push_image(registry_url, repository, f"{tag}-{arch}", f"{content}/{arch}", OCI_MANIFEST)
+        digest = push_image(
+            registry_url, repository, f"{tag}-{arch}", f"{content}/{arch}", OCI_MANIFEST
+        )
         size = len(
             httpx.get(
                 f"{registry_url}/v2/{repository}/manifests/{digest}",
