@@ -92,6 +92,7 @@ users = Table(
     Column("role", String(16), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("tenant_id", "name"),
+    Index(None, "tenant_id", "id"),
 )
 
 api_tokens = Table(
@@ -143,6 +144,7 @@ targets = Table(
     Column("health", String(16), nullable=False),
     *_timestamps(),
     UniqueConstraint("tenant_id", "name"),
+    Index(None, "tenant_id", "id"),
     Index(None, "tenant_id", "environment_id", "id"),
 )
 
@@ -156,6 +158,7 @@ components = Table(
     Column("runtime", JsonDocument, nullable=False),
     *_timestamps(),
     UniqueConstraint("tenant_id", "name"),
+    Index(None, "tenant_id", "id"),
     Index(None, "tenant_id", "repository"),
 )
 
@@ -188,6 +191,7 @@ integrations = Table(
     Column("config", JsonDocument, nullable=False),
     *_timestamps(),
     UniqueConstraint("tenant_id", "name"),
+    Index(None, "tenant_id", "id"),
 )
 
 releases = Table(

@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(16), nullable=False),
         sa.Column("created_at", UtcDateTime, nullable=False),
         sa.UniqueConstraint("tenant_id", "name"),
+        sa.Index(None, "tenant_id", "id"),
     )
     op.create_table(
         "api_tokens",
@@ -94,6 +95,7 @@ def upgrade() -> None:
         sa.Column("health", sa.String(16), nullable=False),
         *_stamps(),
         sa.UniqueConstraint("tenant_id", "name"),
+        sa.Index(None, "tenant_id", "id"),
         sa.Index(None, "tenant_id", "environment_id", "id"),
     )
     op.create_table(
@@ -105,6 +107,7 @@ def upgrade() -> None:
         sa.Column("runtime", JsonDocument, nullable=False),
         *_stamps(),
         sa.UniqueConstraint("tenant_id", "name"),
+        sa.Index(None, "tenant_id", "id"),
         sa.Index(None, "tenant_id", "repository"),
     )
     op.create_table(
@@ -132,6 +135,7 @@ def upgrade() -> None:
         sa.Column("config", JsonDocument, nullable=False),
         *_stamps(),
         sa.UniqueConstraint("tenant_id", "name"),
+        sa.Index(None, "tenant_id", "id"),
     )
     op.create_table(
         "releases",
