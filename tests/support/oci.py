@@ -1,7 +1,8 @@
 """Pushes small, unique images straight into the loopback registry through its HTTP API.
 
 No image is pulled from anywhere: each image is a config blob plus one tiny layer whose bytes
-are chosen by the test, so every push has its own digest.
+are chosen by the test, so every push has its own digest. Each function takes an optional
+`auth` (an `(user, password)` pair for Basic, or any `httpx.Auth`) for registries that require it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import json
 import tarfile
 
 import httpx
+
+Auth = httpx.Auth | tuple[str, str] | None
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -33,9 +36,9 @@ def _layer(content: str) -> bytes:
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
-def push_blob(registry_url: str, repository: str, data: bytes) -> str:
+def push_blob(registry_url: str, repository: str, data: bytes, *, auth: Auth = None) -> str:
     digest = _digest(data)
-    with httpx.Client(base_url=registry_url, timeout=10) as http:
+    with httpx.Client(base_url=registry_url, timeout=10, auth=auth) as http:
         if http.head(f"/v2/{repository}/blobs/{digest}").status_code == 200:
             return digest
         start = http.post(f"/v2/{repository}/blobs/uploads/")
@@ -52,7 +55,13 @@ def push_blob(registry_url: str, repository: str, data: bytes) -> str:
 
 
 def push_manifest(
-    registry_url: str, repository: str, reference: str, manifest: dict, media_type: str
+    registry_url: str,
+    repository: str,
+    reference: str,
+    manifest: dict,
+    media_type: str,
+    *,
+    auth: Auth = None,
 ) -> str:
     body = json.dumps(manifest, separators=(",", ":")).encode()
     response = httpx.put(
@@ -60,13 +69,20 @@ def push_manifest(
         content=body,
         headers={"Content-Type": media_type},
         timeout=10,
+        auth=auth,
     )
     response.raise_for_status()
     return _digest(body)
 
 
 def push_image(
-    registry_url: str, repository: str, tag: str, content: str, media_type: str = DOCKER_MANIFEST
+    registry_url: str,
+    repository: str,
+    tag: str,
+    content: str,
+    media_type: str = DOCKER_MANIFEST,
+    *,
+    auth: Auth = None,
 ) -> str:
     """Push a one-layer image tagged `tag`; returns the manifest digest."""
     layer = _layer(content)
@@ -79,8 +95,8 @@ def push_image(
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         }
     ).encode()
-    config_digest = push_blob(registry_url, repository, config)
-    layer_digest = push_blob(registry_url, repository, layer)
+    config_digest = push_blob(registry_url, repository, config, auth=auth)
+    layer_digest = push_blob(registry_url, repository, layer, auth=auth)
     oci = media_type == OCI_MANIFEST
     manifest = {
         "schemaVersion": 2,
@@ -102,21 +118,24 @@ def push_image(
             }
         ],
     }
-    return push_manifest(registry_url, repository, tag, manifest, media_type)
+    return push_manifest(registry_url, repository, tag, manifest, media_type, auth=auth)
 
 
-def push_index(registry_url: str, repository: str, tag: str, content: str) -> tuple[str, list[str]]:
+def push_index(
+    registry_url: str, repository: str, tag: str, content: str, *, auth: Auth = None
+) -> tuple[str, list[str]]:
     """Push a two-platform OCI index; returns (index digest, platform manifest digests)."""
     children = []
     for arch in ("amd64", "arm64"):
         digest = push_image(
-            registry_url, repository, f"{tag}-{arch}", f"{content}/{arch}", OCI_MANIFEST
+            registry_url, repository, f"{tag}-{arch}", f"{content}/{arch}", OCI_MANIFEST, auth=auth
         )
         size = len(
             httpx.get(
                 f"{registry_url}/v2/{repository}/manifests/{digest}",
                 headers={"Accept": OCI_MANIFEST},
                 timeout=10,
+                auth=auth,
             ).content
         )
         children.append((digest, size, arch))
@@ -133,4 +152,5 @@ def push_index(registry_url: str, repository: str, tag: str, content: str) -> tu
             for digest, size, arch in children
         ],
     }
-    return push_manifest(registry_url, repository, tag, index, OCI_INDEX), [c[0] for c in children]
+    index_digest = push_manifest(registry_url, repository, tag, index, OCI_INDEX, auth=auth)
+    return index_digest, [c[0] for c in children]

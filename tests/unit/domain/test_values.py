@@ -131,3 +131,25 @@ def test_release_state_machine(start, target, allowed):
     else:
         with pytest.raises(Conflict, match=f"cannot become {target}"):
             release.transition_to(target)
+
+
+@pytest.mark.parametrize(
+    ("host", "scheme"),
+    [
+        ("127.0.0.1:5000", "http"),
+        ("127.1.2.3", "http"),
+        ("localhost:5000", "http"),
+        ("localhost", "http"),
+        ("[::1]:5000", "http"),
+        ("localhost.example.com", "https"),
+        ("127.example.com", "https"),
+        ("127.0.0.1.nip.io:5000", "https"),
+        ("registry.example.com", "https"),
+        ("10.0.0.1:5000", "https"),
+    ],
+)
+def test_only_loopback_registries_are_spoken_to_in_plain_http(host, scheme):
+    """Credentials must never travel in cleartext to a host that merely looks local."""
+    from stella.adapters.registry.oci import default_scheme
+
+    assert default_scheme(host) == scheme

@@ -25,16 +25,24 @@ MANIFEST_MEDIA_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 _CHALLENGE_PARAM_RE = re.compile(r'(\w+)="([^"]*)"')
-_LOOPBACK_PREFIXES = ("127.", "localhost", "[::1]")
+_IPV4_LOOPBACK_RE = re.compile(r"^127(?:\.\d{1,3}){3}$")
 
 
 def _basic_header(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+def is_loopback(host: str) -> bool:
+    """True for 127.x.y.z, localhost and [::1] (with or without a port), nothing else."""
+    name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+    if host.startswith("[") is False and host.count(":") > 1:
+        name = host  # a bare IPv6 address without brackets
+    return name in {"localhost", "[::1]", "::1"} or bool(_IPV4_LOOPBACK_RE.match(name))
+
+
 def default_scheme(host: str) -> str:
-    """Plain HTTP only for loopback registries; TLS everywhere else."""
-    return "http" if host.startswith(_LOOPBACK_PREFIXES) else "https"
+    """Plain HTTP only for loopback registries; TLS everywhere else (credentials included)."""
+    return "http" if is_loopback(host) else "https"
 
 
 class OciRegistryClient:
@@ -86,7 +94,7 @@ class OciRegistryClient:
         if response.status_code == 200 and not response.headers.get("docker-content-digest"):
             response = self._request("GET", url, scope)  # old registries omit the header on HEAD
         if response.status_code == 404:
-            what = "digest" if tag_or_digest.startswith("sha") else "tag"
+            what = "digest" if tag_or_digest == reference.digest else "tag"
             msg = f"{what} {tag_or_digest} not found in {reference.repository}"
             raise ImageNotFound(msg)
         if response.status_code != 200:
@@ -146,7 +154,13 @@ class OciRegistryClient:
         if reply.status_code != 200:
             msg = f"token service of registry {self._host} answered {reply.status_code}"
             raise UpstreamUnavailable(msg)
-        body = reply.json()
-        token = str(body.get("token") or body.get("access_token") or "")
+        try:
+            body = reply.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not (body.get("token") or body.get("access_token")):
+            msg = f"token service of registry {self._host} did not answer with a token"
+            raise UpstreamUnavailable(msg)
+        token = str(body.get("token") or body.get("access_token"))
         self._bearer[scope or ""] = token
         return f"Bearer {token}"
