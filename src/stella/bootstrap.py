@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
 from stella.adapters.db.engine import make_engine
+from stella.adapters.db.run_store import SqlRunStore
 from stella.adapters.db.unit_of_work import SqlAlchemyUnitOfWork
 from stella.adapters.registry.connectors import connector_factory
 from stella.adapters.secrets import resolve_secret
+from stella.adapters.steps import builtin_registry
 from stella.config import Settings
 from stella.services.ports import (
     Clock,
@@ -19,6 +24,10 @@ from stella.services.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from stella.services.steps import StepRegistry
+from stella.services.workflow_engine import RunAdvancer, TemplateCache, WorkflowEngine
+from stella.services.workflow_ports import RunStore
+from stella.worker.runner import Worker, WorkerSettings
 
 
 def utc_now() -> datetime:
@@ -37,6 +46,26 @@ class Container:
     connectors: RegistryConnectorFactory
     clock: Clock
     resolve_secret: SecretResolver
+    steps: StepRegistry
+    run_store: RunStore
+    templates: TemplateCache
+    advancer: RunAdvancer
+
+    def make_worker(self, name: str | None = None) -> Worker:
+        """A worker on this container's database, named `host:pid:random` unless given."""
+        worker_id = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        lease = timedelta(seconds=self.settings.worker_lease_seconds)
+        engine = WorkflowEngine(
+            self.run_store, self.templates, self.steps, self.clock, worker_id, lease
+        )
+        settings = WorkerSettings(
+            concurrency=self.settings.worker_concurrency,
+            poll_seconds=self.settings.worker_poll_seconds,
+            recover_every_seconds=max(0.2, min(5.0, self.settings.worker_lease_seconds / 2)),
+            grace_seconds=self.settings.worker_grace_seconds,
+            workdir=self.settings.step_work_dir,
+        )
+        return Worker(engine, settings)
 
 
 def build_container(settings: Settings, engine: Engine | None = None) -> Container:
@@ -49,6 +78,7 @@ def build_container(settings: Settings, engine: Engine | None = None) -> Contain
     def read_uow() -> UnitOfWork:
         return SqlAlchemyUnitOfWork(db, read_only=True)
 
+    templates = TemplateCache(read_uow)
     return Container(
         settings=settings,
         engine=db,
@@ -57,4 +87,8 @@ def build_container(settings: Settings, engine: Engine | None = None) -> Contain
         connectors=connector_factory(settings.registry_timeout_seconds),
         clock=utc_now,
         resolve_secret=resolve_secret,
+        steps=builtin_registry(),
+        run_store=SqlRunStore(db),
+        templates=templates,
+        advancer=RunAdvancer(templates, utc_now),
     )

@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body")
     registry_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    embedded_worker: bool = Field(default=True, description="stella server runs a worker")
+    worker_concurrency: int = Field(default=4, ge=1, le=64, description="steps run at once")
+    worker_lease_seconds: float = Field(default=30.0, ge=0.5, le=3600)
+    worker_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    worker_grace_seconds: float = Field(default=30.0, ge=0, le=3600)
+    work_dir: Path | None = Field(default=None, description="script steps' folders (HOME/work)")
 
     @field_validator("listen")
     @classmethod
@@ -77,6 +83,10 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.data_dir or self.home / "data"
+
+    @property
+    def step_work_dir(self) -> Path:
+        return (self.work_dir or self.home / "work").resolve()
 
     @property
     def admin_token_path(self) -> Path:

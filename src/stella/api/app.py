@@ -9,7 +9,15 @@ from sqlalchemy import text
 import stella
 from stella.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from stella.api.problems import install_problem_handlers, problem
-from stella.api.routes import components, environments, integrations, misc, releases, targets
+from stella.api.routes import (
+    components,
+    environments,
+    integrations,
+    misc,
+    releases,
+    targets,
+    workflows,
+)
 from stella.bootstrap import Container
 
 API_PREFIX = "/api/v1"
@@ -31,7 +39,7 @@ def create_app(container: Container) -> FastAPI:
         description="Digest-first release control plane. Errors are RFC 9457 problem documents.",
     )
     app.state.container = container
-    for module in (environments, targets, components, integrations, releases, misc):
+    for module in (environments, targets, components, integrations, releases, workflows, misc):
         app.include_router(module.router, prefix=API_PREFIX)
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=container.settings.max_body_bytes)

@@ -26,6 +26,7 @@ app.add_typer(resources.user_app, name="user")
 app.add_typer(resources.audit_app, name="audit")
 app.command("apply")(resources.apply)
 app.command("server")(operators.server)
+app.command("worker")(operators.worker_command)
 app.add_typer(operators.db_app, name="db")
 app.add_typer(operators.admin_app, name="admin")
 

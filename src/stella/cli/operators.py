@@ -42,8 +42,12 @@ def write_token_file(path: Path, token: str) -> None:
     path.chmod(0o600)
 
 
-def server() -> None:
-    """Migrate the database, create the admin on first start, serve API + UI."""
+def server(
+    worker: Annotated[
+        bool | None, typer.Option("--worker/--no-worker", help="run the embedded worker")
+    ] = None,
+) -> None:
+    """Migrate the database, create the admin on first start, serve API + UI (+ a worker)."""
     import uvicorn
 
     from stella.api.app import create_app
@@ -59,14 +63,49 @@ def server() -> None:
     if issued is not None:
         write_token_file(settings.admin_token_path, issued.token)
         typer.echo(f"admin token written to {settings.admin_token_path}", err=True)
-    typer.echo(f"serving on http://{settings.listen}", err=True)
-    uvicorn.run(
-        create_app(container),
-        host=settings.listen_host,
-        port=settings.listen_port,
-        log_config=None,
-        access_log=False,
+    embedded = (
+        container.make_worker()
+        if (settings.embedded_worker if worker is None else worker)
+        else None
     )
+    if embedded is not None:
+        embedded.start()
+    typer.echo(f"serving on http://{settings.listen}", err=True)
+    try:
+        uvicorn.run(
+            create_app(container),
+            host=settings.listen_host,
+            port=settings.listen_port,
+            log_config=None,
+            access_log=False,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def worker_command(
+    name: Annotated[str | None, typer.Option(help="worker id (default host:pid:random)")] = None,
+) -> None:
+    """Run a standalone worker: claim and execute workflow steps until SIGTERM."""
+    import signal
+
+    from stella.adapters.db.migrate import current_revision, head_revision
+    from stella.bootstrap import build_container
+    from stella.config import load_settings
+    from stella.logging_setup import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    container = build_container(settings)
+    if current_revision(container.engine) != head_revision():
+        typer.echo("error: the database is not migrated; run `stella db upgrade` first", err=True)
+        raise typer.Exit(1)
+    runner = container.make_worker(name)
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop(wait=False))
+    signal.signal(signal.SIGINT, lambda *_: runner.stop(wait=False))
+    typer.echo(f"worker {runner.engine.worker_id} started", err=True)
+    runner.run_forever()
 
 
 @db_app.command("upgrade")

@@ -18,6 +18,8 @@ from stella.domain.references import ImageReference
 from stella.domain.releases import Release, ReleaseState
 from stella.domain.targets import Target
 from stella.domain.tenancy import Principal, Tenant, User
+from stella.domain.workflow import RunState, WorkflowTemplate
+from stella.domain.workflow_runs import RunEvent, WorkflowRun
 
 Clock = Callable[[], datetime]
 """Returns the current time, timezone-aware UTC; tests and replay pin it."""
@@ -137,6 +139,28 @@ class AuditRepository(Protocol):
     ) -> Page[AuditEvent]: ...
 
 
+class WorkflowRepository(Protocol):
+    def add(self, template: WorkflowTemplate) -> None: ...
+    def latest(self, tenant_id: uuid.UUID, name: str) -> WorkflowTemplate | None: ...
+    def version(self, tenant_id: uuid.UUID, name: str, version: int) -> WorkflowTemplate | None: ...
+    def by_id(self, id_: uuid.UUID) -> WorkflowTemplate | None: ...
+    def page(
+        self, tenant_id: uuid.UUID, page: PageRequest, name: str | None = None
+    ) -> Page[WorkflowTemplate]: ...
+
+
+class RunRepository(Protocol):
+    def get_with_steps(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> WorkflowRun | None: ...
+    def page(
+        self,
+        tenant_id: uuid.UUID,
+        page: PageRequest,
+        workflow: str | None = None,
+        state: RunState | None = None,
+    ) -> Page[WorkflowRun]: ...
+    def events(self, run_id: uuid.UUID, after_seq: int, limit: int) -> list[RunEvent]: ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction with every repository; commits only when told to."""
 
@@ -158,6 +182,10 @@ class UnitOfWork(Protocol):
     def releases(self) -> ReleaseRepository: ...
     @property
     def audit(self) -> AuditRepository: ...
+    @property
+    def workflows(self) -> WorkflowRepository: ...
+    @property
+    def runs(self) -> RunRepository: ...
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(

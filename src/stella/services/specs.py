@@ -134,3 +134,45 @@ class ApplyDocument(Spec):
     integrations: list[IntegrationSpec] = Field(default_factory=list)
     components: list[ComponentSpec] = Field(default_factory=list)
     targets: list[TargetSpec] = Field(default_factory=list)
+
+
+class RetrySpec(Spec):
+    max_attempts: int = Field(default=1, ge=1, le=20)
+    backoff: str = "1s"
+    max_backoff: str = "1m"
+
+
+class WorkflowStepSpec(Spec):
+    id: str = Field(min_length=1, max_length=63)
+    name: str | None = Field(default=None, max_length=200)
+    type: str = Field(min_length=1, max_length=64)
+    config: dict[str, Any] = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list)
+    timeout: str | None = Field(default=None, description="e.g. 30s, 5m, PT1H; default 5m")
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    rollback: bool = False
+    when: str | None = Field(default=None, max_length=1000)
+
+
+class WorkflowInputSpec(Spec):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    type: str = "string"
+    required: bool = False
+    default: Any = None
+    description: str = Field(default="", max_length=500)
+
+
+class WorkflowSpec(Spec):
+    """A workflow template as users write it (JSON or YAML)."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    description: str = Field(default="", max_length=2000)
+    inputs: list[WorkflowInputSpec] = Field(default_factory=list)
+    on_failure: str = Field(default="rollback", pattern=r"^(rollback|stop)$")
+    steps: list[WorkflowStepSpec] = Field(default_factory=list)
+
+
+class RunSpec(Spec):
+    workflow: str = Field(min_length=1, max_length=128)
+    version: int | None = Field(default=None, ge=1)
+    inputs: dict[str, Any] = Field(default_factory=dict)

@@ -243,3 +243,87 @@ audit_events = Table(
     Index(None, "tenant_id", "resource_type", "id"),
     Index(None, "tenant_id", "action", "id"),
 )
+
+workflows = Table(
+    "workflows",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("name", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("inputs", JsonDocument, nullable=False),
+    Column("steps", JsonDocument, nullable=False),
+    Column("on_failure", String(16), nullable=False),
+    Column("digest", String(71), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by_name", String(128), nullable=False),
+    UniqueConstraint("tenant_id", "name", "version"),
+    Index(None, "tenant_id", "id"),
+)
+
+workflow_runs = Table(
+    "workflow_runs",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("workflow_id", Uuid, ForeignKey("workflows.id"), nullable=False),
+    Column("workflow_name", String(128), nullable=False),
+    Column("workflow_version", Integer, nullable=False),
+    Column("inputs", JsonDocument, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("last_seq", Integer, nullable=False),  # sequence number of the newest event
+    Column("steps_total", Integer, nullable=False),
+    Column("steps_done", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by_name", String(128), nullable=False),
+    Column("correlation_id", String(128), nullable=True),
+    Column("started_at", UtcDateTime, nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
+    # the rollback of a failed run is one job, leased like a step
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", UtcDateTime, nullable=True),
+    Index(None, "tenant_id", "id"),
+    Index(None, "tenant_id", "workflow_name", "id"),
+    Index(None, "state", "id"),
+)
+
+workflow_run_steps = Table(
+    "workflow_run_steps",
+    metadata,
+    Column("run_id", Uuid, ForeignKey("workflow_runs.id"), primary_key=True),
+    Column("step_id", String(63), primary_key=True),
+    Column("position", Integer, nullable=False),  # index in (level, id) order
+    Column("type", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),  # executions started
+    Column("failures", Integer, nullable=False),  # executions that failed (drive retries)
+    Column("pending_deps", Integer, nullable=False),  # dependencies not yet done
+    Column("next_attempt_at", UtcDateTime, nullable=True),  # ready: when; waiting: deadline
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", UtcDateTime, nullable=True),
+    Column("started_at", UtcDateTime, nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("completed_seq", Integer, nullable=True),  # completion order, for rollback
+    Column("outputs", JsonDocument, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("log", Text, nullable=False),
+    Index(None, "state", "next_attempt_at"),
+)
+
+workflow_run_events = Table(
+    "workflow_run_events",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("run_id", Uuid, ForeignKey("workflow_runs.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("step_id", String(63), nullable=True),
+    Column("attempt", Integer, nullable=True),
+    Column("message", Text, nullable=False),
+    Column("data", JsonDocument, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    UniqueConstraint("run_id", "seq"),
+)

@@ -19,6 +19,7 @@ from stella.adapters.db.repositories import (
     SqlTokenRepository,
     SqlUserRepository,
 )
+from stella.adapters.db.workflow_repositories import SqlRunRepository, SqlWorkflowRepository
 from stella.domain.errors import StorageUnavailable
 
 
@@ -49,6 +50,8 @@ class SqlAlchemyUnitOfWork:
         self.integrations = SqlIntegrationRepository(conn)
         self.releases = SqlReleaseRepository(conn)
         self.audit = SqlAuditRepository(conn)
+        self.workflows = SqlWorkflowRepository(conn)
+        self.runs = SqlRunRepository(conn)
         return self
 
     def __exit__(

@@ -1,0 +1,144 @@
+"""`script` steps: a command in a subprocess, with timeout, cancellation and bounded output.
+
+A string command runs with `/bin/sh -c`; a list runs as argv. `key=value` lines written to the
+file named by `$STELLA_OUTPUT` become the step's outputs. `rollback_command` makes the step
+rollback-capable. The process group is killed on timeout or cancellation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stella.adapters.steps.output import BoundedOutput
+from stella.services.steps import StepCharacteristics, StepContext, StepResult
+
+MAX_OUTPUT_FILE_BYTES = 64 * 1024
+_OUTPUT_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+_INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "DOCKER_HOST", "TMPDIR")
+
+Command = str | list[str]
+
+
+class ScriptConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    command: Command = Field(min_length=1)
+    rollback_command: Command | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str | None = None
+
+
+def _argv(command: Command) -> list[str]:
+    return ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+
+
+def _read_outputs(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    outputs: dict[str, Any] = {}
+    with path.open("rb") as handle:
+        data = handle.read(MAX_OUTPUT_FILE_BYTES)
+    for line in data.decode(errors="replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and _OUTPUT_KEY_RE.match(key.strip()):
+            outputs[key.strip()] = value
+    return outputs
+
+
+def run_command(
+    command: Command, context: StepContext, env: Mapping[str, str], workdir: str | None
+) -> StepResult:
+    """Run one command for `context`; the result carries outputs and the (bounded) log."""
+    cwd = Path(workdir) if workdir else context.workdir / str(context.run_id) / context.step_id
+    cwd.mkdir(parents=True, exist_ok=True)
+    output_file = cwd / f".stella-output-{context.attempt}"
+    output_file.unlink(missing_ok=True)
+    child_env = (
+        {k: os.environ[k] for k in _INHERITED_ENV if k in os.environ}
+        | dict(env)
+        | {
+            "STELLA_RUN_ID": str(context.run_id),
+            "STELLA_STEP_ID": context.step_id,
+            "STELLA_ATTEMPT": str(context.attempt),
+            "STELLA_IDEMPOTENCY_KEY": context.idempotency_key,
+            "STELLA_OUTPUT": str(output_file),
+        }
+    )
+    log = BoundedOutput()
+    try:
+        process = subprocess.Popen(
+            _argv(command),
+            cwd=cwd,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return StepResult("failed", error=f"cannot start command: {exc.strerror}", retryable=False)
+    assert process.stdout is not None  # noqa: S101 - stdout=PIPE above
+    reader = log.drain(process.stdout)
+    stopped = _wait(process, context)
+    reader.join(timeout=5)
+    process.stdout.close()
+    if stopped == "timeout":
+        seconds = context.timeout.total_seconds()
+        return StepResult("failed", error=f"timed out after {seconds:g}s", log=log.text())
+    if stopped == "cancelled":
+        return StepResult("failed", error="cancelled", log=log.text(), retryable=False)
+    if process.returncode != 0:
+        error = f"command exited with status {process.returncode}"
+        return StepResult("failed", error=error, log=log.text())
+    return StepResult("succeeded", outputs=_read_outputs(output_file), log=log.text())
+
+
+def _wait(process: subprocess.Popen[bytes], context: StepContext) -> str | None:
+    while True:
+        try:
+            process.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > context.deadline:
+                _kill(process)
+                return "timeout"
+            if context.cancelled.is_set():
+                _kill(process)
+                return "cancelled"
+        else:
+            return None
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+class ScriptStep:
+    """Runs shell commands; not idempotent, so it receives STELLA_IDEMPOTENCY_KEY."""
+
+    characteristics = StepCharacteristics(idempotent=False, supports_rollback=True)
+    config_model = ScriptConfig
+
+    def execute(self, context: StepContext) -> StepResult:
+        config = ScriptConfig.model_validate(context.config)
+        return run_command(config.command, context, config.env, config.workdir)
+
+    def rollback(self, context: StepContext) -> StepResult:
+        config = ScriptConfig.model_validate(context.config)
+        if config.rollback_command is None:
+            return StepResult("succeeded")
+        return run_command(config.rollback_command, context, config.env, config.workdir)
+
+    def can_roll_back(self, config: Mapping[str, Any]) -> bool:
+        return bool(config.get("rollback_command"))
