@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from stella.cli import operators, resources
+from stella.cli import operators, resources, workflows
 from stella.cli.client import CliError
 from stella.domain.errors import ConfigurationError, StellaError
 
@@ -24,6 +24,8 @@ app.add_typer(resources.release_app, name="release")
 app.add_typer(resources.integration_app, name="integration")
 app.add_typer(resources.user_app, name="user")
 app.add_typer(resources.audit_app, name="audit")
+app.add_typer(workflows.workflow_app, name="workflow")
+app.add_typer(workflows.run_app, name="run")
 app.command("apply")(resources.apply)
 app.command("server")(operators.server)
 app.command("worker")(operators.worker_command)
