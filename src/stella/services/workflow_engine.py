@@ -347,86 +347,98 @@ class WorkflowEngine:
         """Lease the next due step of the oldest run that has one."""
         now = self.clock()
         with self.store.lock_next_ready(now) as tx:
-            if tx is None:
+            return None if tx is None else self._lease_first_ready(tx, now)
+
+    def _lease_first_ready(self, tx: RunTransaction, now: datetime) -> ClaimedStep | None:
+        step = tx.first_ready(now)
+        if step is None:
+            return None
+        template = self.templates.get(tx.run.workflow_id)
+        spec = template.step(step.step_id)
+        try:
+            config = render_template(spec.config, expression_context(tx, spec))
+        except ExpressionError as exc:
+            tx.update_step(step.step_id, state=StepState.RUNNING, attempts=step.attempts + 1)
+            failed = StepResult("failed", error=f"bad expression: {exc}", retryable=False)
+            self.advancer.fail(tx, tx.step(step.step_id), failed)
+            return None
+        attempt = step.attempts + 1
+        tx.update_step(
+            step.step_id,
+            state=StepState.RUNNING,
+            attempts=attempt,
+            lease_owner=self.worker_id,
+            lease_expires_at=now + self.lease,
+            started_at=step.started_at or now,
+        )
+        tx.event(
+            "step.started",
+            f"step {step.step_id} started (attempt {attempt})",
+            now,
+            step.step_id,
+            attempt,
+            {"worker": self.worker_id},
+        )
+        return ClaimedStep(
+            run_id=tx.run.id,
+            step_id=step.step_id,
+            step_type=spec.type,
+            attempt=attempt,
+            idempotency_key=f"{tx.run.id}:{step.step_id}:{step.failures + 1}",
+            config=config,
+            inputs=tx.run.inputs,
+            timeout=step_timeout(spec, self.registry),
+        )
+
+    def record(
+        self, claimed: ClaimedStep, result: StepResult, claim_next: bool = False
+    ) -> ClaimedStep | None:
+        """Store an attempt's result (dropped when the lease was lost meanwhile).
+
+        With `claim_next`, the next due step of the same run is leased in the same
+        transaction: a chain of short steps then costs one transaction per step.
+        """
+        with self.store.lock_run(claimed.run_id) as tx:
+            if tx is None or not self._record(tx, claimed, result):
                 return None
-            step = tx.first_ready(now)
-            if step is None:
-                return None
-            template = self.templates.get(tx.run.workflow_id)
-            spec = template.step(step.step_id)
-            try:
-                config = render_template(spec.config, expression_context(tx, spec))
-            except ExpressionError as exc:
-                tx.update_step(step.step_id, state=StepState.RUNNING, attempts=step.attempts + 1)
-                failed = StepResult("failed", error=f"bad expression: {exc}", retryable=False)
-                self.advancer.fail(tx, tx.step(step.step_id), failed)
-                return None
-            attempt = step.attempts + 1
+            if claim_next and tx.run.state is RunState.RUNNING and not tx.run.cancel_requested:
+                return self._lease_first_ready(tx, self.clock())
+            return None
+
+    def _record(self, tx: RunTransaction, claimed: ClaimedStep, result: StepResult) -> bool:
+        step = tx.step(claimed.step_id)
+        if step.state is not StepState.RUNNING or step.lease_owner != self.worker_id:
+            tx.event(
+                "step.result_discarded",
+                f"result of step {claimed.step_id} attempt {claimed.attempt} discarded: "
+                "the worker's lease had expired",
+                self.clock(),
+                claimed.step_id,
+                claimed.attempt,
+            )
+            return False
+        if result.status == "succeeded":
+            self.advancer.succeed(tx, step, result)
+        elif result.status == "waiting":
+            now = self.clock()
             tx.update_step(
                 step.step_id,
-                state=StepState.RUNNING,
-                attempts=attempt,
-                lease_owner=self.worker_id,
-                lease_expires_at=now + self.lease,
-                started_at=step.started_at or now,
+                state=StepState.WAITING,
+                lease_owner=None,
+                lease_expires_at=None,
+                next_attempt_at=now + claimed.timeout,
+                outputs=result.outputs,
             )
             tx.event(
-                "step.started",
-                f"step {step.step_id} started (attempt {attempt})",
+                "step.waiting",
+                f"step {step.step_id} is waiting for a decision",
                 now,
                 step.step_id,
-                attempt,
-                {"worker": self.worker_id},
+                step.attempts,
+                {"outputs": result.outputs},
             )
-            return ClaimedStep(
-                run_id=tx.run.id,
-                step_id=step.step_id,
-                step_type=spec.type,
-                attempt=attempt,
-                idempotency_key=f"{tx.run.id}:{step.step_id}:{step.failures + 1}",
-                config=config,
-                inputs=tx.run.inputs,
-                timeout=step_timeout(spec, self.registry),
-            )
-
-    def record(self, claimed: ClaimedStep, result: StepResult) -> bool:
-        """Store an attempt's result; False when the lease was lost meanwhile (result dropped)."""
-        with self.store.lock_run(claimed.run_id) as tx:
-            if tx is None:
-                return False
-            step = tx.step(claimed.step_id)
-            if step.state is not StepState.RUNNING or step.lease_owner != self.worker_id:
-                tx.event(
-                    "step.result_discarded",
-                    f"result of step {claimed.step_id} attempt {claimed.attempt} discarded: "
-                    "the worker's lease had expired",
-                    self.clock(),
-                    claimed.step_id,
-                    claimed.attempt,
-                )
-                return False
-            if result.status == "succeeded":
-                self.advancer.succeed(tx, step, result)
-            elif result.status == "waiting":
-                now = self.clock()
-                tx.update_step(
-                    step.step_id,
-                    state=StepState.WAITING,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    next_attempt_at=now + claimed.timeout,
-                    outputs=result.outputs,
-                )
-                tx.event(
-                    "step.waiting",
-                    f"step {step.step_id} is waiting for a decision",
-                    now,
-                    step.step_id,
-                    step.attempts,
-                    {"outputs": result.outputs},
-                )
-            else:
-                self.advancer.fail(tx, step, result)
+        else:
+            self.advancer.fail(tx, step, result)
         return True
 
     def release(self, claimed: ClaimedStep) -> None:

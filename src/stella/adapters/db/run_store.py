@@ -38,6 +38,7 @@ class SqlRunTransaction:
     def __init__(self, conn: Connection, run: WorkflowRun) -> None:
         self._conn = conn
         self.run = run
+        self._run_changes: dict[str, Any] = {}
 
     def _step_where(self, step_id: str) -> Any:
         return and_(_S.c.run_id == self.run.id, _S.c.step_id == step_id)
@@ -125,12 +126,19 @@ class SqlRunTransaction:
         return int(execute(self._conn, stmt).scalar_one())
 
     def update_run(self, **values: Any) -> None:
-        if "state" in values:
-            values["state"] = RunState(values["state"]).value
-        execute(self._conn, update(_R).where(_R.c.id == self.run.id).values(**values))
+        """Change run fields; written once, by `flush`, when the transaction ends."""
         if "state" in values:
             values["state"] = RunState(values["state"])
+        self._run_changes.update(values)
         self.run = replace(self.run, **values)
+
+    def flush(self) -> None:
+        if self._run_changes:
+            values = dict(self._run_changes)
+            if "state" in values:
+                values["state"] = values["state"].value
+            execute(self._conn, update(_R).where(_R.c.id == self.run.id).values(**values))
+            self._run_changes.clear()
 
     def event(
         self,
@@ -176,7 +184,10 @@ class SqlRunStore:
         locked = stmt.limit(1).with_for_update(of=_R, skip_locked=skip_locked and self._postgres)
         with self._transaction() as conn:
             row = execute(conn, locked).first()
-            yield None if row is None else SqlRunTransaction(conn, run_from_row(row))
+            tx = None if row is None else SqlRunTransaction(conn, run_from_row(row))
+            yield tx
+            if tx is not None:
+                tx.flush()
 
     @contextmanager
     def create(self, run: WorkflowRun) -> Iterator[SqlRunTransaction | None]:
@@ -186,7 +197,9 @@ class SqlRunStore:
             steps = row.pop("steps")
             execute(conn, insert(_R).values(row))
             execute(conn, insert(_S).values(steps))
-            yield SqlRunTransaction(conn, replace(run, steps=()))
+            tx = SqlRunTransaction(conn, replace(run, steps=()))
+            yield tx
+            tx.flush()
 
     def lock_run(self, run_id: uuid.UUID) -> RunLock:
         """The run with this id, locked (waiting for other holders)."""
