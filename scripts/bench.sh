@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# bench.sh - what `make bench` runs: start the real services, run the benchmarks in bench/,
+# keep the raw results in bench/results/ and write docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+
+if [ "$(id -u)" = 0 ]; then
+  # Private dockerd (no bridge, no iptables), registry on 127.0.0.1:5000, sshd on 127.0.0.1:2222.
+  eval "$(scripts/testenv/up.sh)"
+  scripts/postgres-up.sh
+else
+  echo "[bench] not root: using services that are already running (CI runs as root)" >&2
+fi
+
+# tests/conftest.py (database helpers) imports Starlette's TestClient, which warns about httpx.
+PY=("$BIN/python" -W "ignore:Using \`httpx\` with \`starlette.testclient\` is deprecated")
+# Each benchmark is bounded in time: on SIGTERM it stops its server and drops its databases.
+run() { timeout --kill-after=30 "$1" "${PY[@]}" -m "$2"; }
+
+mkdir -p bench/results
+BENCH_DATE="$(date -u)"
+export BENCH_DATE
+echo "[bench] release creation (SQLite, PostgreSQL)" >&2
+run 300 bench.bench_create
+echo "[bench] list queries at 100,000 releases (SQLite, PostgreSQL)" >&2
+run 300 bench.bench_list
+"${PY[@]}" -m bench.report
