@@ -72,10 +72,10 @@ def build_container(settings: Settings, engine: Engine | None = None) -> Contain
     """Build the production wiring for `settings` (an engine may be shared, e.g. in tests)."""
     db = engine or make_engine(settings.resolved_database_url, settings.db_pool_size)
 
-    def uow() -> UnitOfWork:
-        return SqlAlchemyUnitOfWork(db)
+    def uow(read_only: bool = False) -> UnitOfWork:
+        return SqlAlchemyUnitOfWork(db, read_only)
 
-    def read_uow() -> UnitOfWork:
+    def read_uow(read_only: bool = True) -> UnitOfWork:
         return SqlAlchemyUnitOfWork(db, read_only=True)
 
     templates = TemplateCache(read_uow)

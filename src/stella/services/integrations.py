@@ -134,7 +134,7 @@ def test_integration(
     uow_factory: UnitOfWorkFactory, ctx: CallContext, ref: str, connectors: RegistryConnectorFactory
 ) -> Integration:
     """IIntegrationConnector.TestConnection: raise UpstreamUnavailable if it cannot connect."""
-    with uow_factory() as uow:
+    with uow_factory(read_only=True) as uow:
         integration = get_integration(uow, ctx.principal.tenant_id, ref)
     connectors(integration.host, integration).test_connection()
     return integration

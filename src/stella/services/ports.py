@@ -197,5 +197,7 @@ class UnitOfWork(Protocol):
     def commit(self) -> None: ...
 
 
-UnitOfWorkFactory = Callable[[], UnitOfWork]
-"""Opens a fresh unit of work (read-write)."""
+class UnitOfWorkFactory(Protocol):
+    """Opens a fresh unit of work; `read_only` ones never take the SQLite write lock."""
+
+    def __call__(self, read_only: bool = False) -> UnitOfWork: ...

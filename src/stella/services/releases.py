@@ -121,7 +121,7 @@ def create_release(
 ) -> Release:
     """Pin every component to a digest and store the release; nothing is stored on failure."""
     require(ctx, Permission.MANAGE_RELEASES, uow_factory, "create releases")
-    with uow_factory() as uow:
+    with uow_factory(read_only=True) as uow:
         planned = _plan(uow, ctx, spec)
         registries = {i.host: i for i in uow.integrations.registries(ctx.principal.tenant_id)}
     pinned = _pin(planned, registries, connectors)

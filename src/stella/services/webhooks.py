@@ -126,7 +126,7 @@ def receive_registry_push(
         key = uuid.UUID(integration_id)
     except ValueError:
         key = None
-    with uow_factory() as uow:
+    with uow_factory(read_only=True) as uow:
         integration = uow.integrations.get_any_tenant(key) if key else None
     if integration is None:
         msg = f"integration '{integration_id}' not found"

@@ -202,7 +202,7 @@ def start_run(
 ) -> WorkflowRun:
     """Create a run of a template version with checked inputs; its first steps become ready."""
     require(ctx, Permission.MANAGE_RELEASES, uow_factory, "start workflow runs")
-    with uow_factory() as uow:
+    with uow_factory(read_only=True) as uow:
         template = get_template(uow, ctx.principal.tenant_id, spec.workflow, spec.version)
     inputs, errors = coerce_inputs(template.inputs, spec.inputs)
     if errors:
