@@ -108,7 +108,8 @@ def test_a_killed_worker_loses_nothing_and_no_step_succeeds_twice(cluster, tmp_p
                     "id": "slow",
                     "type": "script",
                     "config": {
-                        "command": f'echo "$STELLA_IDEMPOTENCY_KEY $STELLA_ATTEMPT" >> {trail}; sleep 2'
+                        "command": f'echo "$STELLA_IDEMPOTENCY_KEY $STELLA_ATTEMPT" >> {trail}; '
+                        "sleep 2"
                     },
                 },
                 {
@@ -224,7 +225,8 @@ def test_sigterm_past_the_grace_period_releases_the_step_to_another_worker(clust
                     "id": "a",
                     "type": "script",
                     "config": {
-                        "command": f"echo $STELLA_ATTEMPT >> {trail}; [ $STELLA_ATTEMPT -gt 1 ] || sleep 30"
+                        "command": f"echo $STELLA_ATTEMPT >> {trail}; "
+                        "[ $STELLA_ATTEMPT -gt 1 ] || sleep 30"
                     },
                 }
             ],
