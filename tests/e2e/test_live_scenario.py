@@ -135,3 +135,33 @@ def test_server_migrated_the_empty_database_and_wrote_a_private_token(live):
     assert (live.home / "admin.token").stat().st_mode & 0o777 == 0o600
     with live.api() as api:
         assert api.get("/users").json()["items"][0]["role"] == "admin"
+
+
+def test_example_workflow_runs_end_to_end_through_the_cli_with_a_live_view(live):
+    example = Path(__file__).parents[2] / "examples" / "workflows" / "release-smoke.yaml"
+    applied = live.cli("workflow", "apply", "-f", str(example), check=True)
+    assert "workflow release-smoke version" in applied.stdout
+    again = live.cli("workflow", "apply", "-f", str(example), check=True)
+    assert applied.stdout.split()[3] == again.stdout.split()[3]  # same content, same version
+    watched = live.cli(
+        "run",
+        "start",
+        "release-smoke",
+        "-i",
+        "version=1.2.3",
+        "-i",
+        f"service_url={live.url}/healthz",
+        "--watch",
+        check=True,
+    )
+    assert "succeeded" in watched.stdout
+    assert "5/5 steps" in watched.stdout
+    runs = json.loads(live.cli("run", "list", "-o", "json", check=True).stdout)
+    summary = next(r for r in runs if r["workflow"] == "release-smoke")
+    assert "steps" not in summary
+    run = json.loads(live.cli("run", "show", summary["id"], "-o", "json", check=True).stdout)
+    steps = {s["id"]: s for s in run["steps"]}
+    assert steps["approve"]["state"] == "skipped"
+    assert steps["smoke"]["outputs"]["status"] == 200
+    events = live.cli("run", "events", run["id"], check=True).stdout
+    assert "run succeeded" in events

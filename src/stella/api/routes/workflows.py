@@ -97,7 +97,9 @@ class RunStepDetailOut(RunStepOut):
     lease_owner: str | None
 
 
-class RunOut(BaseModel):
+class RunSummaryOut(BaseModel):
+    """A run without its steps (list view)."""
+
     id: str
     workflow: str
     version: int
@@ -111,26 +113,36 @@ class RunOut(BaseModel):
     finished_at: datetime | None
     steps_total: int
     steps_done: int
+
+    @classmethod
+    def summary(cls, r: WorkflowRun) -> RunSummaryOut:
+        return RunSummaryOut(**_run_fields(r))
+
+
+class RunOut(RunSummaryOut):
     steps: list[RunStepOut]
 
     @classmethod
     def of(cls, r: WorkflowRun) -> RunOut:
-        return cls(
-            id=str(r.id),
-            workflow=r.workflow_name,
-            version=r.workflow_version,
-            state=r.state,
-            inputs=r.inputs,
-            error=r.error,
-            cancel_requested=r.cancel_requested,
-            created_at=r.created_at,
-            created_by_name=r.created_by_name,
-            started_at=r.started_at,
-            finished_at=r.finished_at,
-            steps_total=r.steps_total,
-            steps_done=r.steps_done,
-            steps=[RunStepOut.of(s) for s in r.steps],
-        )
+        return cls(**_run_fields(r), steps=[RunStepOut.of(s) for s in r.steps])
+
+
+def _run_fields(r: WorkflowRun) -> dict[str, Any]:
+    return {
+        "id": str(r.id),
+        "workflow": r.workflow_name,
+        "version": r.workflow_version,
+        "state": r.state,
+        "inputs": r.inputs,
+        "error": r.error,
+        "cancel_requested": r.cancel_requested,
+        "created_at": r.created_at,
+        "created_by_name": r.created_by_name,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+        "steps_total": r.steps_total,
+        "steps_done": r.steps_done,
+    }
 
 
 class RunEventOut(BaseModel):
@@ -247,10 +259,12 @@ def list_runs(
     page: Page,
     workflow: Annotated[str | None, Query(max_length=128)] = None,
     state: RunState | None = None,
-) -> ListOf[RunOut]:
+) -> ListOf[RunSummaryOut]:
     with container.read_uow() as uow:
         found = svc.list_runs(uow, ctx.principal.tenant_id, page, workflow, state)
-    return ListOf(items=[RunOut.of(r) for r in found.items], next_cursor=found.next_cursor)
+    return ListOf(
+        items=[RunSummaryOut.summary(r) for r in found.items], next_cursor=found.next_cursor
+    )
 
 
 @router.get("/workflow-runs/{run_id}")
