@@ -660,3 +660,27 @@ def test_only_admins_save_templates_and_viewers_cannot_start_runs(api):
         == 403
     )
     assert api.post("/workflow-runs", {"workflow": "guarded"}, token=releaser).status_code == 201
+
+
+def test_repeated_failures_of_a_step_type_open_its_circuit(api, container, tmp_path):
+    from tests.conftest import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}/"
+    save(
+        api,
+        {
+            "name": "down",
+            "on_failure": "stop",
+            "steps": [{"id": "call", "type": "http", "config": {"url": closed}}],
+        },
+    )
+    serial = start_worker(container, tmp_path / "work", "breaker", concurrency=1)
+    try:
+        errors = []
+        for _ in range(6):
+            run = wait_for_run(api, start(api, "down"))
+            errors.append(step(run, "call")["error"])
+    finally:
+        serial.stop()
+    assert all("ConnectError" in e for e in errors[:5]), errors
+    assert errors[5].startswith("circuit open for step type 'http' after 5 consecutive failures")

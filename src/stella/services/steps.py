@@ -28,6 +28,9 @@ class StepCharacteristics:
     idempotent: bool
     supports_rollback: bool
     default_timeout: timedelta = DEFAULT_TIMEOUT
+    # False for types whose failures are deliberate (fail, rejected approvals): they say
+    # nothing about the health of a dependency, so they never open the circuit breaker
+    circuit_breaker: bool = True
 
 
 @dataclass(frozen=True)

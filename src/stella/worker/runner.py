@@ -79,9 +79,10 @@ class _Execution:
     def _call_provider(self, claimed: ClaimedStep) -> StepResult:
         engine = self.worker.engine
         breaker = self.worker.breaker
-        if not claimed.rollback and not breaker.allow(claimed.step_type):
-            return StepResult("failed", error=breaker.message(claimed.step_type))
         provider = engine.registry.provider(claimed.step_type)
+        guarded = not claimed.rollback and provider.characteristics.circuit_breaker
+        if guarded and not breaker.allow(claimed.step_type):
+            return StepResult("failed", error=breaker.message(claimed.step_type))
         context = StepContext(
             run_id=claimed.run_id,
             step_id=claimed.step_id,
@@ -100,7 +101,7 @@ class _Execution:
         except Exception as exc:  # a provider bug must not kill the worker
             log.exception("step provider %s raised", claimed.step_type)
             result = StepResult("failed", error=f"{type(exc).__name__}: {exc}")
-        if not claimed.rollback:
+        if guarded:
             breaker.record(claimed.step_type, result.status != "failed")
         return result
 

@@ -61,7 +61,9 @@ class ApprovalStep:
     The step's timeout is the deadline for that decision.
     """
 
-    characteristics = StepCharacteristics(idempotent=True, supports_rollback=False)
+    characteristics = StepCharacteristics(
+        idempotent=True, supports_rollback=False, circuit_breaker=False
+    )
     config_model = ApprovalConfig
 
     def execute(self, context: StepContext) -> StepResult:
@@ -84,7 +86,9 @@ class FailConfig(BaseModel):
 class FailStep:
     """Always fails: for tests and as a guard behind a `when` condition."""
 
-    characteristics = StepCharacteristics(idempotent=True, supports_rollback=False)
+    characteristics = StepCharacteristics(
+        idempotent=True, supports_rollback=False, circuit_breaker=False
+    )
     config_model = FailConfig
 
     def execute(self, context: StepContext) -> StepResult:
