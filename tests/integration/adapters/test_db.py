@@ -195,3 +195,27 @@ def test_unreachable_database_is_503_with_retry_after(tmp_path):
         assert "unavailable" in response.json()["detail"]
         assert client.get("/readyz").status_code == 503
         assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE {p}workflow_run_events SET message = 'rewritten'",
+        "DELETE FROM {p}workflow_run_events",
+        "UPDATE {p}workflows SET version = 99",
+        "DELETE FROM {p}workflows",
+    ],
+    ids=["update-event", "delete-event", "renumber-template", "delete-template"],
+)
+def test_run_events_and_template_versions_cannot_be_rewritten(api, database, sql):
+    assert (
+        api.post(
+            "/workflows", {"name": "kept", "steps": [{"id": "a", "type": "approval"}]}
+        ).status_code
+        == 201
+    )
+    run = api.post("/workflow-runs", {"workflow": "kept"}).json()
+    with pytest.raises(DBAPIError, match="append-only"):
+        _statement(database, sql)
+    events = api.get(f"/workflow-runs/{run['id']}/events").json()["items"]
+    assert events[0]["message"].startswith("run of kept v1 created")
