@@ -684,3 +684,57 @@ def test_repeated_failures_of_a_step_type_open_its_circuit(api, container, tmp_p
         serial.stop()
     assert all("ConnectError" in e for e in errors[:5]), errors
     assert errors[5].startswith("circuit open for step type 'http' after 5 consecutive failures")
+
+
+def test_script_env_secret_references_are_resolved_late_and_masked(api, worker, monkeypatch):
+    monkeypatch.setenv("STELLA_TEST_DEPLOY_TOKEN", "s3cr3t-value")
+    save(
+        api,
+        {
+            "name": "secretive",
+            "on_failure": "stop",
+            "steps": [
+                {
+                    "id": "use",
+                    "type": "script",
+                    "config": {
+                        "command": "echo token=$TOKEN; echo seen=$TOKEN >> $STELLA_OUTPUT",
+                        "env": {"TOKEN": "env:STELLA_TEST_DEPLOY_TOKEN", "PLAIN": "visible"},
+                    },
+                }
+            ],
+        },
+    )
+    template = api.get("/workflows/secretive").json()
+    assert template["steps"][0]["config"]["env"]["TOKEN"] == "env:STELLA_TEST_DEPLOY_TOKEN"
+    run = wait_for_run(api, start(api, "secretive"))
+    assert run["state"] == "succeeded"
+    detail = api.get(f"/workflow-runs/{run['id']}/steps/use").json()
+    assert "s3cr3t-value" not in detail["log"]
+    assert "token=***" in detail["log"]
+    assert detail["outputs"] == {"seen": "***"}
+
+
+def test_unresolvable_secret_reference_fails_the_step_without_retry(api, worker):
+    save(
+        api,
+        {
+            "name": "nosecret",
+            "on_failure": "stop",
+            "steps": [
+                {
+                    "id": "use",
+                    "type": "script",
+                    "retry": {"max_attempts": 3, "backoff": "10ms"},
+                    "config": {
+                        "command": "true",
+                        "env": {"TOKEN": "env:STELLA_TEST_NOT_SET_ANYWHERE"},
+                    },
+                }
+            ],
+        },
+    )
+    run = wait_for_run(api, start(api, "nosecret"))
+    assert run["state"] == "failed"
+    assert step(run, "use")["attempts"] == 1
+    assert "env:STELLA_TEST_NOT_SET_ANYWHERE is not set" in step(run, "use")["error"]

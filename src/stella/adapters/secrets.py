@@ -22,7 +22,7 @@ def resolve_secret(reference: str) -> str:
     if ref.scheme == "env":
         value = os.environ.get(ref.location)
         if value is None:
-            msg = f"secret reference {ref} is not set in the server's environment"
+            msg = f"secret reference {ref} is not set in the environment of this Stella process"
             raise SecretUnavailable(msg)
         return value
     if ref.scheme == "file":

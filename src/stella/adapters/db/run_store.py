@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, exists, func, insert, or_, select, update
 
 from stella.adapters.db import tables as t
+from stella.adapters.db.engine import READ_ONLY_OPTION
 from stella.adapters.db.repository_base import execute
 from stella.adapters.db.workflow_repositories import run_from_row, step_from_row
 from stella.domain.errors import StorageUnavailable
@@ -167,20 +168,30 @@ class SqlRunStore:
         self._postgres = engine.dialect.name == "postgresql"
 
     @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
+    def _transaction(self, read_only: bool = False) -> Iterator[Connection]:
         try:
             conn = self._engine.connect()
         except Exception as exc:
             msg = "the database is unavailable"
             raise StorageUnavailable(msg) from exc
+        if read_only:
+            conn = conn.execution_options(**{READ_ONLY_OPTION: True})
         try:
             with conn.begin():
                 yield conn
         finally:
             conn.close()
 
+    def _anything(self, stmt: Any) -> bool:
+        """A read-only look first: an idle SQLite worker then never takes the write lock."""
+        with self._transaction(read_only=True) as conn:
+            return execute(conn, stmt.limit(1)).first() is not None
+
     @contextmanager
     def _locked(self, stmt: Any, skip_locked: bool) -> Iterator[SqlRunTransaction | None]:
+        if skip_locked and not self._postgres and not self._anything(stmt):
+            yield None
+            return
         locked = stmt.limit(1).with_for_update(of=_R, skip_locked=skip_locked and self._postgres)
         with self._transaction() as conn:
             row = execute(conn, locked).first()
@@ -241,7 +252,7 @@ class SqlRunStore:
                 and_(_S.c.state == StepState.WAITING.value, _S.c.next_attempt_at < now),
             )
         )
-        with self._transaction() as conn:
+        with self._transaction(read_only=True) as conn:
             return [(r._mapping["run_id"], r._mapping["step_id"]) for r in execute(conn, stmt)]
 
     def renew(

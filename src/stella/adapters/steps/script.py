@@ -14,12 +14,16 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stella.adapters.secrets import resolve_secret
 from stella.adapters.steps.output import BoundedOutput
+from stella.domain.errors import StellaError
+from stella.domain.secrets import parse_secret_ref
 from stella.services.steps import StepCharacteristics, StepContext, StepResult
 
 MAX_OUTPUT_FILE_BYTES = 64 * 1024
@@ -124,21 +128,67 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=10)
 
 
+def resolve_env(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Resolve `env:NAME` / `file:/path` values just in time; returns (env, secret values)."""
+    resolved: dict[str, str] = {}
+    secrets: list[str] = []
+    for name, value in env.items():
+        try:
+            reference = parse_secret_ref(value)
+        except ValueError:
+            resolved[name] = value
+            continue
+        resolved[name] = resolve_secret(str(reference))
+        secrets.append(resolved[name])
+    return resolved, secrets
+
+
+def mask(result: StepResult, secrets: list[str]) -> StepResult:
+    """Replace secret values in the log and outputs by `***` (values of 4+ characters)."""
+    hidden = [s for s in secrets if len(s) >= 4]
+    if not hidden:
+        return result
+
+    def clean(text: str) -> str:
+        for secret in hidden:
+            text = text.replace(secret, "***")
+        return text
+
+    outputs = {k: clean(v) if isinstance(v, str) else v for k, v in result.outputs.items()}
+    return replace(
+        result,
+        log=clean(result.log),
+        outputs=outputs,
+        error=clean(result.error) if result.error else None,
+    )
+
+
 class ScriptStep:
-    """Runs shell commands; not idempotent, so it receives STELLA_IDEMPOTENCY_KEY."""
+    """Runs shell commands; not idempotent, so it receives STELLA_IDEMPOTENCY_KEY.
+
+    `env` values may be secret references (`env:NAME`, `file:/path`), resolved on the worker
+    when the step runs and masked in the step's log and outputs.
+    """
 
     characteristics = StepCharacteristics(idempotent=False, supports_rollback=True)
     config_model = ScriptConfig
 
     def execute(self, context: StepContext) -> StepResult:
         config = ScriptConfig.model_validate(context.config)
-        return run_command(config.command, context, config.env, config.workdir)
+        return self._run(config.command, config, context)
 
     def rollback(self, context: StepContext) -> StepResult:
         config = ScriptConfig.model_validate(context.config)
         if config.rollback_command is None:
             return StepResult("succeeded")
-        return run_command(config.rollback_command, context, config.env, config.workdir)
+        return self._run(config.rollback_command, config, context)
+
+    def _run(self, command: Command, config: ScriptConfig, context: StepContext) -> StepResult:
+        try:
+            env, secrets = resolve_env(config.env)
+        except StellaError as exc:
+            return StepResult("failed", error=exc.detail, retryable=False)
+        return mask(run_command(command, context, env, config.workdir), secrets)
 
     def can_roll_back(self, config: Mapping[str, Any]) -> bool:
         return bool(config.get("rollback_command"))
