@@ -1,0 +1,1 @@
+"""Rego policy evaluation with regopy (OPA's language, in process)."""

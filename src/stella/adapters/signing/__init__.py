@@ -1,0 +1,1 @@
+"""Ed25519 signing keys and DSSE envelopes for decision records."""

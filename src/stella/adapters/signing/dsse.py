@@ -1,0 +1,135 @@
+"""DSSE envelopes (in-toto Statement payloads) signed with Ed25519, and offline verification."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from stella.domain.canonical import canonical_json
+
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://stella-ops.org/attestations/promotion-decision/v1"
+
+
+class VerificationError(Exception):
+    """The envelope does not verify; the message names why."""
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE pre-authentication encoding: what is actually signed."""
+    kind = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def public_pem(public_key: Ed25519PublicKey) -> str:
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """The server's Ed25519 key, generated on first start (private file mode 0600)."""
+
+    private: Ed25519PrivateKey
+
+    @property
+    def public(self) -> Ed25519PublicKey:
+        return self.private.public_key()
+
+    @property
+    def keyid(self) -> str:
+        return key_id(self.public)
+
+    @classmethod
+    def load_or_create(cls, directory: Path) -> SigningKey:
+        path = directory / "decision-ed25519.pem"
+        if path.exists():
+            loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            if not isinstance(loaded, Ed25519PrivateKey):
+                msg = f"{path} is not an Ed25519 private key"
+                raise ValueError(msg)
+            return cls(loaded)
+        directory.mkdir(parents=True, exist_ok=True)
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        (directory / "decision-ed25519.pub.pem").write_text(public_pem(key.public_key()))
+        return cls(key)
+
+    def sign_statement(
+        self, subjects: list[dict[str, Any]], predicate: dict[str, Any]
+    ) -> dict[str, Any]:
+        statement = {
+            "_type": STATEMENT_TYPE,
+            "subject": subjects,
+            "predicateType": PREDICATE_TYPE,
+            "predicate": predicate,
+        }
+        payload = canonical_json(statement)
+        signature = self.private.sign(pae(PAYLOAD_TYPE, payload))
+        return {
+            "payloadType": PAYLOAD_TYPE,
+            "payload": base64.b64encode(payload).decode(),
+            "signatures": [{"keyid": self.keyid, "sig": base64.b64encode(signature).decode()}],
+        }
+
+
+def verify_envelope(envelope: Any, public_key_pem: bytes) -> dict[str, Any]:
+    """Verify a DSSE envelope with a public key; returns the in-toto statement."""
+    try:
+        key = serialization.load_pem_public_key(public_key_pem)
+    except ValueError:
+        msg = "the key file is not a PEM public key"
+        raise VerificationError(msg) from None
+    if not isinstance(key, Ed25519PublicKey):
+        msg = "the key is not an Ed25519 public key"
+        raise VerificationError(msg)
+    if not isinstance(envelope, dict) or envelope.get("payloadType") != PAYLOAD_TYPE:
+        msg = f"not a DSSE envelope with payloadType {PAYLOAD_TYPE}"
+        raise VerificationError(msg)
+    try:
+        payload = base64.b64decode(envelope["payload"], validate=True)
+        signatures = envelope["signatures"]
+    except (KeyError, TypeError, binascii.Error):
+        msg = "the envelope's payload or signatures are missing or not base64"
+        raise VerificationError(msg) from None
+    wanted = key_id(key)
+    matching = [s for s in signatures if isinstance(s, dict) and s.get("keyid") == wanted]
+    if not matching:
+        msg = f"no signature by key {wanted}"
+        raise VerificationError(msg)
+    try:
+        key.verify(base64.b64decode(matching[0]["sig"]), pae(PAYLOAD_TYPE, payload))
+    except (InvalidSignature, binascii.Error, KeyError):
+        msg = "the signature does not match the payload (the envelope was altered)"
+        raise VerificationError(msg) from None
+    statement = json.loads(payload)
+    if statement.get("_type") != STATEMENT_TYPE:
+        msg = "the payload is not an in-toto Statement"
+        raise VerificationError(msg)
+    return dict(statement)
