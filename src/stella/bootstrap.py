@@ -13,8 +13,10 @@ from sqlalchemy import Engine
 from stella.adapters.db.engine import make_engine
 from stella.adapters.db.run_store import SqlRunStore
 from stella.adapters.db.unit_of_work import SqlAlchemyUnitOfWork
+from stella.adapters.policy.rego import RegoPolicyEvaluator
 from stella.adapters.registry.connectors import connector_factory
 from stella.adapters.secrets import resolve_secret
+from stella.adapters.signing.dsse import SigningKey
 from stella.adapters.steps import builtin_registry
 from stella.config import Settings
 from stella.services.ports import (
@@ -24,6 +26,7 @@ from stella.services.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from stella.services.promotions import PromotionServices
 from stella.services.steps import StepRegistry
 from stella.services.workflow_engine import RunAdvancer, TemplateCache, WorkflowEngine
 from stella.services.workflow_ports import RunStore
@@ -50,6 +53,8 @@ class Container:
     run_store: RunStore
     templates: TemplateCache
     advancer: RunAdvancer
+    promotions: PromotionServices
+    signing_key: SigningKey
 
     def make_worker(self, name: str | None = None) -> Worker:
         """A worker on this container's database, named `host:pid:random` unless given."""
@@ -79,6 +84,7 @@ def build_container(settings: Settings, engine: Engine | None = None) -> Contain
         return SqlAlchemyUnitOfWork(db, read_only=True)
 
     templates = TemplateCache(read_uow)
+    signing_key = SigningKey.load_or_create(settings.keys_dir)
     return Container(
         settings=settings,
         engine=db,
@@ -91,4 +97,6 @@ def build_container(settings: Settings, engine: Engine | None = None) -> Contain
         run_store=SqlRunStore(db),
         templates=templates,
         advancer=RunAdvancer(templates, utc_now),
+        promotions=PromotionServices(uow, RegoPolicyEvaluator(), signing_key),
+        signing_key=signing_key,
     )

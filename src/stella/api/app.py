@@ -14,6 +14,7 @@ from stella.api.routes import (
     environments,
     integrations,
     misc,
+    promotions,
     releases,
     targets,
     workflows,
@@ -39,7 +40,16 @@ def create_app(container: Container) -> FastAPI:
         description="Digest-first release control plane. Errors are RFC 9457 problem documents.",
     )
     app.state.container = container
-    for module in (environments, targets, components, integrations, releases, workflows, misc):
+    for module in (
+        environments,
+        targets,
+        components,
+        integrations,
+        releases,
+        workflows,
+        promotions,
+        misc,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=container.settings.max_body_bytes)

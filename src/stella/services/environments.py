@@ -6,6 +6,8 @@ import uuid
 from dataclasses import asdict
 from datetime import datetime
 
+from dateutil.rrule import rrulestr
+
 from stella.domain.environments import (
     ApprovalPolicy,
     Environment,
@@ -13,7 +15,7 @@ from stella.domain.environments import (
     validate_environment_fields,
     validate_freeze_window,
 )
-from stella.domain.errors import Conflict, NotFound, ValidationFailed
+from stella.domain.errors import Conflict, FieldError, NotFound, ValidationFailed
 from stella.domain.ids import new_id
 from stella.domain.pagination import Page, PageRequest
 from stella.domain.tenancy import Permission
@@ -35,7 +37,8 @@ def build_environment(
     windows = tuple(FreezeWindow(**w.model_dump()) for w in spec.freeze_windows)
     errors = validate_environment_fields(spec.slug, spec.promotion_order, policy)
     for index, window in enumerate(windows):
-        errors.extend(validate_freeze_window(window, f"freeze_windows.{index}"))
+        found = validate_freeze_window(window, f"freeze_windows.{index}")
+        errors.extend(found or _check_rule(window, f"freeze_windows.{index}"))
     if errors:
         raise ValidationFailed.of(errors)
     return Environment(
@@ -54,6 +57,17 @@ def build_environment(
         created_at=current.created_at if current else now,
         updated_at=now,
     )
+
+
+def _check_rule(window: FreezeWindow, path: str) -> list[FieldError]:
+    """The recurrence must be one the evaluator can expand (RFC 5545 RRULE)."""
+    if window.rrule is None:
+        return []
+    try:
+        rrulestr(window.rrule, dtstart=datetime.fromisoformat(window.start).replace(tzinfo=None))
+    except (ValueError, TypeError) as exc:
+        return [FieldError(f"{path}.rrule", f"not a valid RRULE: {exc}")]
+    return []
 
 
 def spec_of(environment: Environment) -> EnvironmentSpec:

@@ -198,6 +198,9 @@ def policy(ctx: Context, evaluator: PolicyEvaluator, so_far: list[GateResult]) -
         return _result("policy", True, "no policies attached", inputs)
     reasons: list[str] = []
     for attached in ctx["policies"]:
+        if attached["rego"] is None:
+            reasons.append(f"{attached['name']}: policy is not defined; failing closed")
+            continue
         try:
             reasons += [
                 f"{attached['name']}: {m}"
@@ -252,13 +255,34 @@ def evaluate(ctx: Context, evaluator: PolicyEvaluator) -> list[GateResult]:
     return results
 
 
-def outcome(results: list[GateResult]) -> tuple[str, str]:
-    """(state, reason) the results lead to: blocked, rejected, awaiting_approval or approved."""
+def results_from(documents: list[dict[str, Any]]) -> list[GateResult]:
+    return [
+        GateResult(
+            d["gate"],
+            d["passed"],
+            d["reason"],
+            d["details"],
+            d["inputs_digest"],
+            d.get("pending", False),
+        )
+        for d in documents
+    ]
+
+
+def outcome(ctx: Context, results: list[GateResult]) -> tuple[str, str]:
+    """(state, reason) the results lead to: rejected, blocked, awaiting_approval or approved.
+
+    A rejection by an approver rejects, whatever the gates say.
+    """
+    rejections = [a for a in ctx["approvals"] if a["decision"] == "reject"]
+    if rejections:
+        first = rejections[0]
+        detail = f": {first['comment']}" if first["comment"] else ""
+        return "rejected", f"rejected by {first['user_name']}{detail}"
     for result in results:
         if not result.passed and not result.pending and result.gate != "approval":
             return "blocked", f"{result.gate}: {result.reason}"
     for result in results:
         if result.gate == "approval" and not result.passed:
-            state = "awaiting_approval" if result.pending else "rejected"
-            return state, f"approval: {result.reason}"
+            return "awaiting_approval", f"approval: {result.reason}"
     return "approved", "every gate passed"

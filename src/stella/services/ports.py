@@ -7,13 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from stella.domain.audit import AuditEvent
 from stella.domain.components import Component, ComponentVersion
 from stella.domain.environments import Environment
 from stella.domain.integrations import Integration
 from stella.domain.pagination import Page, PageRequest
+from stella.domain.promotions import Approval, Promotion, PromotionState
 from stella.domain.references import ImageReference
 from stella.domain.releases import Release, ReleaseState
 from stella.domain.targets import Target
@@ -161,6 +162,75 @@ class RunRepository(Protocol):
     def events(self, run_id: uuid.UUID, after_seq: int, limit: int) -> list[RunEvent]: ...
 
 
+class PromotionRepository(Protocol):
+    def add(self, promotion: Promotion) -> None: ...
+    def find(self, tenant_id: uuid.UUID, ref: str, lock: bool = False) -> Promotion | None: ...
+    def page(
+        self,
+        tenant_id: uuid.UUID,
+        page: PageRequest,
+        environment_id: uuid.UUID | None,
+        state: str | None,
+        release_id: uuid.UUID | None,
+    ) -> Page[Promotion]: ...
+    def into(
+        self, tenant_id: uuid.UUID, release_id: uuid.UUID, environment_id: uuid.UUID
+    ) -> list[Promotion]: ...
+    def set_state(self, promotion_id: uuid.UUID, state: PromotionState, now: datetime) -> None: ...
+    def add_event(
+        self,
+        promotion_id: uuid.UUID,
+        from_state: str | None,
+        to_state: str,
+        actor_id: uuid.UUID | None,
+        actor_name: str,
+        reason: str,
+        at: datetime,
+    ) -> None: ...
+    def events(self, promotion_id: uuid.UUID) -> list[dict[str, Any]]: ...
+    def add_approval(self, promotion_id: uuid.UUID, approval: Approval) -> None: ...
+    def approvals(self, promotion_id: uuid.UUID) -> list[Approval]: ...
+    def add_evaluation(
+        self,
+        promotion_id: uuid.UUID,
+        context: dict[str, Any],
+        results: list[dict[str, Any]],
+        outcome: str,
+        reason: str,
+        at: datetime,
+    ) -> uuid.UUID: ...
+    def evaluations(self, promotion_id: uuid.UUID) -> list[dict[str, Any]]: ...
+    def evaluation(self, evaluation_id: uuid.UUID) -> dict[str, Any] | None: ...
+    def add_override(
+        self, promotion_id: uuid.UUID, gate: str, user_name: str, reason: str, at: datetime
+    ) -> None: ...
+    def overrides(self, promotion_id: uuid.UUID) -> list[dict[str, Any]]: ...
+    def add_decision(self, values: dict[str, Any]) -> None: ...
+    def decision(self, promotion_id: uuid.UUID) -> dict[str, Any] | None: ...
+
+
+class PolicyRepository(Protocol):
+    def add(self, values: dict[str, Any]) -> None: ...
+    def latest(self, tenant_id: uuid.UUID, name: str) -> dict[str, Any] | None: ...
+    def all_latest(self, tenant_id: uuid.UUID) -> list[dict[str, Any]]: ...
+
+
+class VerdictRepository(Protocol):
+    def add(self, values: dict[str, Any]) -> None: ...
+    def latest_for(self, tenant_id: uuid.UUID, digests: list[str]) -> dict[str, dict[str, Any]]: ...
+
+
+class DecisionSigner(Protocol):
+    """Signs decision records (in-toto Statement in a DSSE envelope)."""
+
+    @property
+    def keyid(self) -> str: ...
+
+    def sign_statement(
+        self, subjects: list[dict[str, Any]], predicate: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction with every repository; commits only when told to."""
 
@@ -186,6 +256,12 @@ class UnitOfWork(Protocol):
     def workflows(self) -> WorkflowRepository: ...
     @property
     def runs(self) -> RunRepository: ...
+    @property
+    def promotions(self) -> PromotionRepository: ...
+    @property
+    def policies(self) -> PolicyRepository: ...
+    @property
+    def verdicts(self) -> VerdictRepository: ...
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(

@@ -176,3 +176,40 @@ class RunSpec(Spec):
     workflow: str = Field(min_length=1, max_length=128)
     version: int | None = Field(default=None, ge=1)
     inputs: dict[str, Any] = Field(default_factory=dict)
+
+
+class PromotionSpec(Spec):
+    release_id: str = Field(min_length=1, description="release id or name@version")
+    target_environment: str = Field(min_length=1)
+    source_environment: str | None = None
+
+
+class DecisionSpec(Spec):
+    comment: str = Field(default="", max_length=2000)
+    reason: str = Field(default="", max_length=2000)
+
+
+class OverrideSpec(Spec):
+    gate: str = Field(
+        pattern=r"^freeze_window$", description="only freeze_window can be overridden"
+    )
+    reason: str = Field(min_length=10, max_length=2000)
+
+
+class PolicySpec(Spec):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    rego: str = Field(min_length=1, max_length=256_000)
+
+
+class FindingSpec(Spec):
+    id: str = Field(min_length=1, max_length=200)
+    severity: str = Field(pattern=r"^(critical|high|medium|low|negligible|unknown)$")
+    reachable: bool = True
+    suppressed: bool = False
+    package: str | None = Field(default=None, max_length=300)
+
+
+class ScanSpec(Spec):
+    digest: str = Field(pattern=r"^sha256:[a-f0-9]{64}$")
+    format: str = "native"
+    findings: list[FindingSpec] = Field(default_factory=list)

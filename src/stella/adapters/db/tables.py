@@ -327,3 +327,122 @@ workflow_run_events = Table(
     Column("at", UtcDateTime, nullable=False),
     UniqueConstraint("run_id", "seq"),
 )
+
+promotions = Table(
+    "promotions",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("release_id", Uuid, ForeignKey("releases.id"), nullable=False),
+    Column("release_name", String(128), nullable=False),
+    Column("release_version", String(128), nullable=False),
+    Column("source_environment_id", Uuid, ForeignKey("environments.id"), nullable=True),
+    Column("source_environment", String(63), nullable=True),
+    Column("target_environment_id", Uuid, ForeignKey("environments.id"), nullable=False),
+    Column("target_environment", String(63), nullable=False),
+    Column("requested_by", Uuid, nullable=True),
+    Column("requested_by_name", String(128), nullable=False),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("state", String(24), nullable=False),  # current state; history in promotion_events
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "tenant_id", "id"),
+    Index(None, "tenant_id", "target_environment_id", "state", "id"),
+    Index(None, "tenant_id", "release_id", "target_environment_id"),
+)
+
+promotion_events = Table(
+    "promotion_events",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("promotion_id", Uuid, ForeignKey("promotions.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("from_state", String(24), nullable=True),
+    Column("to_state", String(24), nullable=False),
+    Column("actor_id", Uuid, nullable=True),
+    Column("actor_name", String(128), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    UniqueConstraint("promotion_id", "seq"),
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("promotion_id", Uuid, ForeignKey("promotions.id"), nullable=False),
+    Column("user_id", Uuid, nullable=True),
+    Column("user_name", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("decision", String(8), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    UniqueConstraint("promotion_id", "user_name"),
+)
+
+promotion_evaluations = Table(
+    "promotion_evaluations",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("promotion_id", Uuid, ForeignKey("promotions.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("context", JsonDocument, nullable=False),
+    Column("results", JsonDocument, nullable=False),
+    Column("outcome", String(24), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("evaluated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("promotion_id", "seq"),
+)
+
+promotion_overrides = Table(
+    "promotion_overrides",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("promotion_id", Uuid, ForeignKey("promotions.id"), nullable=False),
+    Column("gate", String(32), nullable=False),
+    Column("user_name", String(128), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("promotion_id", Uuid, ForeignKey("promotions.id"), primary_key=True),
+    Column("evaluation_id", Uuid, ForeignKey("promotion_evaluations.id"), nullable=False),
+    Column("outcome", String(24), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("envelope", JsonDocument, nullable=False),
+    Column("envelope_digest", String(71), nullable=False),
+    Column("keyid", String(80), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("name", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("rego", Text, nullable=False),
+    Column("hash", String(71), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by_name", String(128), nullable=False),
+    UniqueConstraint("tenant_id", "name", "version"),
+    Index(None, "tenant_id", "id"),
+)
+
+scan_verdicts = Table(
+    "scan_verdicts",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("digest", String(140), nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("findings", JsonDocument, nullable=False),
+    Column("blocking", JsonDocument, nullable=False),  # ids of reachable critical/high findings
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by_name", String(128), nullable=False),
+    Index(None, "tenant_id", "id"),
+    Index(None, "tenant_id", "digest", "id"),
+)

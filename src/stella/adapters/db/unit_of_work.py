@@ -8,6 +8,11 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from stella.adapters.db.engine import READ_ONLY_OPTION
+from stella.adapters.db.promotion_repositories import (
+    SqlPolicyRepository,
+    SqlPromotionRepository,
+    SqlVerdictRepository,
+)
 from stella.adapters.db.repositories import (
     SqlAuditRepository,
     SqlComponentRepository,
@@ -52,6 +57,9 @@ class SqlAlchemyUnitOfWork:
         self.audit = SqlAuditRepository(conn)
         self.workflows = SqlWorkflowRepository(conn)
         self.runs = SqlRunRepository(conn)
+        self.promotions = SqlPromotionRepository(conn)
+        self.policies = SqlPolicyRepository(conn)
+        self.verdicts = SqlVerdictRepository(conn)
         return self
 
     def __exit__(

@@ -21,7 +21,8 @@ from stella.services.gates import PolicyFailure
 PACKAGE = "stella.promotion"
 QUERY = f"data.{PACKAGE}.deny"
 _PACKAGE_RE = re.compile(r"^\s*package\s+([A-Za-z0-9_.]+)", re.MULTILINE)
-_LOCATION_RE = re.compile(r"^-- [^:]+:(\d+):(\d+)", re.MULTILINE)
+_ERROR_RE = re.compile(r"\(error \d+:[^|]*\|(\d+)\|\d+")
+_MESSAGE_RE = re.compile(r"\(errormsg \d+:([^)]*)\)")
 
 
 def check_policy(rego: str) -> None:
@@ -34,17 +35,24 @@ def check_policy(rego: str) -> None:
         interpreter.add_module("policy", rego)
         interpreter.build(QUERY)
     except RegoError as exc:
-        raise ValidationFailed.of([FieldError("rego", describe_error(str(exc)))]) from None
+        raise ValidationFailed.of([FieldError("rego", describe_error(str(exc), rego))]) from None
 
 
-def describe_error(text: str) -> str:
-    """`line 2, column 10: this is unclosed` from regopy's error report."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    for index, line in enumerate(lines):
-        match = _LOCATION_RE.match(line)
-        if match and index > 0:
-            return f"line {match.group(1)}, column {match.group(2)}: {lines[index - 1].strip()}"
-    return lines[0].strip() if lines else "the policy does not compile"
+def describe_error(text: str, source: str = "") -> str:
+    """`line 3, column 22: this is unclosed` from regopy's error report.
+
+    regopy reports `(error <n>:<module>|<offset>|<length> (errormsg <n>:<message>) …)`; the
+    character offset is turned into a line and column of the policy source.
+    """
+    location = _ERROR_RE.search(text)
+    message = _MESSAGE_RE.search(text)
+    reason = message.group(1).strip() if message else "the policy does not compile"
+    if location is None:
+        return reason
+    offset = int(location.group(1))
+    line = source.count("\n", 0, offset) + 1
+    column = offset - (source.rfind("\n", 0, offset) + 1) + 1
+    return f"line {line}, column {column}: {reason}"
 
 
 class _Compiled:
@@ -82,7 +90,7 @@ class RegoPolicyEvaluator:
             try:
                 compiled = _Compiled(rego)
             except RegoError as exc:
-                raise PolicyFailure(describe_error(str(exc))) from None
+                raise PolicyFailure(describe_error(str(exc), rego)) from None
             with self._lock:
                 self._compiled[policy_hash] = compiled
         return compiled

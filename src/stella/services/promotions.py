@@ -1,0 +1,559 @@
+"""Use cases of promotions: request, approve, reject, cancel, re-evaluate, override, replay.
+
+Every change happens with the promotion's row locked (SELECT … FOR UPDATE on PostgreSQL, the
+write transaction on SQLite), so concurrent approvals and cancellations are race-free. Each
+evaluation is appended with its full context; a settled outcome gets a signed decision record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import stella
+from stella.domain.canonical import canonical_json, digest
+from stella.domain.environments import Environment
+from stella.domain.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from stella.domain.ids import new_id
+from stella.domain.pagination import Page, PageRequest
+from stella.domain.promotions import Approval, Promotion, PromotionState, check_transition
+from stella.domain.releases import Release, ReleaseState
+from stella.domain.tenancy import Permission
+from stella.services import gates
+from stella.services.context import CallContext, record, require
+from stella.services.ports import DecisionSigner, UnitOfWork, UnitOfWorkFactory
+from stella.services.specs import OverrideSpec, PromotionSpec
+
+
+@dataclass(frozen=True)
+class PromotionServices:
+    """Collaborators every promotion use case needs."""
+
+    uow: UnitOfWorkFactory
+    evaluator: gates.PolicyEvaluator
+    signer: DecisionSigner
+
+
+def _release(uow: UnitOfWork, tenant_id: uuid.UUID, ref: str) -> Release:
+    release = uow.releases.get(tenant_id, ref)
+    if release is None:
+        raise ValidationFailed.single("release_id", f"release '{ref}' not found")
+    if release.state is not ReleaseState.ACTIVE:
+        raise ValidationFailed.single(
+            "release_id",
+            f"release {release.name} {release.version} is "
+            f"{release.state}; only active releases are promoted",
+        )
+    return release
+
+
+def _environments(
+    uow: UnitOfWork, ctx: CallContext, spec: PromotionSpec
+) -> tuple[Environment | None, Environment]:
+    ordered = uow.environments.all(ctx.principal.tenant_id)
+    by_ref = {e.slug: e for e in ordered} | {str(e.id): e for e in ordered}
+    target = by_ref.get(spec.target_environment)
+    if target is None:
+        raise ValidationFailed.single(
+            "target_environment", f"environment '{spec.target_environment}' not found"
+        )
+    if target.state.value == "retired":
+        raise ValidationFailed.single(
+            "target_environment", f"environment '{target.slug}' is retired"
+        )
+    if spec.source_environment is None:
+        earlier = [e for e in ordered if e.promotion_order < target.promotion_order]
+        return (earlier[-1] if earlier else None), target
+    source = by_ref.get(spec.source_environment)
+    if source is None:
+        raise ValidationFailed.single(
+            "source_environment", f"environment '{spec.source_environment}' not found"
+        )
+    if source.id == target.id:
+        raise ValidationFailed.single("target_environment", "is the same as the source environment")
+    if source.promotion_order > target.promotion_order:
+        raise ValidationFailed.single(
+            "target_environment",
+            f"'{target.slug}' (order {target.promotion_order}) comes before '{source.slug}' "
+            f"(order {source.promotion_order}); promotions go forward",
+        )
+    return source, target
+
+
+def request_promotion(
+    services: PromotionServices, ctx: CallContext, spec: PromotionSpec
+) -> Promotion:
+    """Create a promotion and evaluate its gates at once."""
+    require(ctx, Permission.MANAGE_RELEASES, services.uow, "request promotions")
+    with services.uow() as uow:
+        release = _release(uow, ctx.principal.tenant_id, spec.release_id)
+        source, target = _environments(uow, ctx, spec)
+        for earlier in uow.promotions.into(ctx.principal.tenant_id, release.id, target.id):
+            if earlier.state.is_open or earlier.state in {
+                PromotionState.APPROVED,
+                PromotionState.DEPLOYING,
+                PromotionState.DEPLOYED,
+            }:
+                msg = (
+                    f"release {release.name} {release.version} already has promotion "
+                    f"{earlier.id} into {target.slug} ({earlier.state})"
+                )
+                raise Conflict(msg)
+        now = ctx.clock()
+        promotion = Promotion(
+            id=new_id(),
+            tenant_id=ctx.principal.tenant_id,
+            release_id=release.id,
+            release_name=release.name,
+            release_version=release.version,
+            source_environment_id=source.id if source else None,
+            source_environment=source.slug if source else None,
+            target_environment_id=target.id,
+            target_environment=target.slug,
+            requested_by=ctx.principal.user_id,
+            requested_by_name=ctx.principal.name,
+            requested_at=now,
+            state=PromotionState.PENDING,
+            updated_at=now,
+        )
+        uow.promotions.add(promotion)
+        uow.promotions.add_event(
+            promotion.id,
+            None,
+            "pending",
+            ctx.principal.user_id,
+            ctx.principal.name,
+            "requested",
+            now,
+        )
+        _evaluate(uow, services, ctx, promotion)
+        record(
+            uow,
+            ctx,
+            "promotion.requested",
+            "promotion",
+            promotion.id,
+            {"release": f"{release.name}@{release.version}", "target": target.slug},
+        )
+        uow.commit()
+    return get_promotion(services.uow, ctx, str(promotion.id))
+
+
+def build_context(uow: UnitOfWork, promotion: Promotion, now: datetime) -> dict[str, Any]:
+    """Everything the gates look at, gathered up front (the replayable record)."""
+    tenant_id = promotion.tenant_id
+    release = uow.releases.get(tenant_id, str(promotion.release_id))
+    target = uow.environments.get_by_id(tenant_id, promotion.target_environment_id)
+    if release is None or target is None:
+        msg = f"promotion {promotion.id} refers to a release or environment that is gone"
+        raise NotFound(msg)
+    source = (
+        uow.environments.get_by_id(tenant_id, promotion.source_environment_id)
+        if promotion.source_environment_id
+        else None
+    )
+    components = [
+        {"name": c.name, "repository": c.repository, "digest": c.digest} for c in release.components
+    ]
+    verdicts = uow.verdicts.latest_for(tenant_id, [c["digest"] for c in components])
+    targets = uow.targets.page(tenant_id, PageRequest(limit=500), target.id).items
+    policies = []
+    for name in target.policies:
+        found = uow.policies.latest(tenant_id, name)
+        policies.append(
+            {
+                "name": name,
+                "version": found["version"],
+                "hash": found["hash"],
+                "rego": found["rego"],
+            }
+            if found
+            else {"name": name, "version": 0, "hash": "missing", "rego": None}
+        )
+    configured = [str(g) for g in target.gates] or list(
+        gates.PRODUCTION_DEFAULT_GATES
+        if target.is_production
+        else gates.NON_PRODUCTION_DEFAULT_GATES
+    )
+    return {
+        "now": now.isoformat(),
+        "promotion": {
+            "id": str(promotion.id),
+            "requested_by": str(promotion.requested_by),
+            "requested_by_name": promotion.requested_by_name,
+            "requested_at": promotion.requested_at.isoformat(),
+        },
+        "release": {
+            "id": str(release.id),
+            "name": release.name,
+            "version": release.version,
+            "source_ref": release.source_ref,
+            "components": components,
+        },
+        "source": None
+        if source is None
+        else {"id": str(source.id), "slug": source.slug, "name": source.name},
+        "target": {
+            "id": str(target.id),
+            "slug": target.slug,
+            "name": target.name,
+            "is_production": target.is_production,
+            "state": str(target.state),
+            "gates": configured,
+            "approval_policy": {
+                "required_approvals": target.approval_policy.required_approvals,
+                "approver_roles": [str(r) for r in target.approval_policy.approver_roles],
+                "separation_of_duties": target.approval_policy.separation_of_duties,
+            },
+            "freeze_windows": [
+                {k: v for k, v in asdict(w).items() if v is not None} for w in target.freeze_windows
+            ],
+        },
+        "previous_promotions": []
+        if source is None
+        else [
+            {"id": str(p.id), "state": str(p.state)}
+            for p in uow.promotions.into(tenant_id, release.id, source.id)
+        ],
+        "approvals": [
+            {
+                "user_id": str(a.user_id),
+                "user_name": a.user_name,
+                "role": a.role,
+                "decision": a.decision,
+                "comment": a.comment,
+                "at": a.at.isoformat(),
+            }
+            for a in uow.promotions.approvals(promotion.id)
+        ],
+        "verdicts": {
+            d: {"scan_id": str(v["id"]), "blocking": v["blocking"], "findings": len(v["findings"])}
+            for d, v in verdicts.items()
+        },
+        "targets": [
+            {"name": t.name, "health": str(t.health), "state": str(t.state)} for t in targets
+        ],
+        "policies": policies,
+        "overrides": uow.promotions.overrides(promotion.id),
+    }
+
+
+def _evaluate(
+    uow: UnitOfWork, services: PromotionServices, ctx: CallContext, promotion: Promotion
+) -> PromotionState:
+    now = ctx.clock()
+    context = build_context(uow, promotion, now)
+    results = gates.evaluate(context, services.evaluator)
+    state_name, reason = gates.outcome(context, results)
+    state = PromotionState(state_name)
+    result_docs = [r.to_json() for r in results]
+    evaluation_id = uow.promotions.add_evaluation(
+        promotion.id, context, result_docs, state_name, reason, now
+    )
+    check_transition(promotion.state, state)
+    if state is not promotion.state:
+        uow.promotions.set_state(promotion.id, state, now)
+    uow.promotions.add_event(
+        promotion.id,
+        str(promotion.state),
+        state_name,
+        ctx.principal.user_id,
+        ctx.principal.name,
+        reason,
+        now,
+    )
+    if state in {PromotionState.APPROVED, PromotionState.REJECTED}:
+        _decide(
+            uow, services, promotion, context, result_docs, evaluation_id, state_name, reason, now
+        )
+    return state
+
+
+def _decide(
+    uow: UnitOfWork,
+    services: PromotionServices,
+    promotion: Promotion,
+    context: dict[str, Any],
+    results: list[dict[str, Any]],
+    evaluation_id: uuid.UUID,
+    outcome: str,
+    reason: str,
+    now: datetime,
+) -> None:
+    predicate = {
+        "promotion_id": str(promotion.id),
+        "tenant_id": str(promotion.tenant_id),
+        "release": {k: context["release"][k] for k in ("id", "name", "version")},
+        "source_environment": promotion.source_environment,
+        "target_environment": promotion.target_environment,
+        "requested_by": promotion.requested_by_name,
+        "gate_results": results,
+        "approvals": context["approvals"],
+        "policy_hashes": {p["name"]: p["hash"] for p in context["policies"]},
+        "context_digest": digest(context),
+        "evaluation_id": str(evaluation_id),
+        "time_source": "system clock (UTC)",
+        "decided_at": now.isoformat(),
+        "evaluator_version": f"{gates.EVALUATOR_VERSION} (stella {stella.__version__})",
+        "outcome": outcome,
+        "reason": reason,
+    }
+    subjects = [
+        {"name": c["repository"], "digest": {"sha256": c["digest"].removeprefix("sha256:")}}
+        for c in context["release"]["components"]
+    ]
+    envelope = services.signer.sign_statement(subjects, predicate)
+    uow.promotions.add_decision(
+        {
+            "promotion_id": promotion.id,
+            "evaluation_id": evaluation_id,
+            "outcome": outcome,
+            "reason": reason,
+            "envelope": envelope,
+            "envelope_digest": digest(envelope),
+            "keyid": services.signer.keyid,
+            "created_at": now,
+        }
+    )
+
+
+def _locked(uow: UnitOfWork, ctx: CallContext, ref: str) -> Promotion:
+    promotion = uow.promotions.find(ctx.principal.tenant_id, ref, lock=True)
+    if promotion is None:
+        msg = f"promotion '{ref}' not found"
+        raise NotFound(msg)
+    return promotion
+
+
+def decide(
+    services: PromotionServices, ctx: CallContext, ref: str, approve: bool, comment: str
+) -> Promotion:
+    """Approve or reject; the gates are evaluated again with the new approval."""
+    require(ctx, Permission.APPROVE, services.uow, "approve promotions")
+    with services.uow() as uow:
+        promotion = _locked(uow, ctx, ref)
+        if not promotion.state.is_open:
+            msg = f"promotion {promotion.id} is {promotion.state}; approvals are closed"
+            raise Conflict(msg)
+        if any(a.user_name == ctx.principal.name for a in promotion.approvals):
+            msg = f"{ctx.principal.name} has already decided on promotion {promotion.id}"
+            raise Conflict(msg)
+        target = uow.environments.get_by_id(promotion.tenant_id, promotion.target_environment_id)
+        assert target is not None  # noqa: S101 - foreign key
+        if ctx.principal.role not in target.approval_policy.approver_roles:
+            roles = ", ".join(target.approval_policy.approver_roles)
+            msg = (
+                f"role '{ctx.principal.role}' may not approve promotions into {target.slug} "
+                f"({roles} may)"
+            )
+            raise PermissionDenied(msg)
+        if approve and target.is_production and ctx.principal.name == promotion.requested_by_name:
+            msg = (
+                "separation of duties: the requester cannot approve their own production promotion"
+            )
+            raise PermissionDenied(msg)
+        uow.promotions.add_approval(
+            promotion.id,
+            Approval(
+                ctx.principal.user_id,
+                ctx.principal.name,
+                str(ctx.principal.role),
+                "approve" if approve else "reject",
+                comment,
+                ctx.clock(),
+            ),
+        )
+        _evaluate(uow, services, ctx, promotion)
+        record(
+            uow,
+            ctx,
+            "promotion.approved" if approve else "promotion.rejected",
+            "promotion",
+            promotion.id,
+            {"comment": comment},
+        )
+        uow.commit()
+    return get_promotion(services.uow, ctx, ref)
+
+
+def reevaluate(services: PromotionServices, ctx: CallContext, ref: str) -> Promotion:
+    """Evaluate the gates again (a freeze window passed, a scan arrived…); appended, never
+    overwriting earlier evaluations."""
+    require(ctx, Permission.MANAGE_RELEASES, services.uow, "re-evaluate promotions")
+    with services.uow() as uow:
+        promotion = _locked(uow, ctx, ref)
+        if not promotion.state.is_open:
+            msg = f"promotion {promotion.id} is {promotion.state}; there is nothing to re-evaluate"
+            raise Conflict(msg)
+        _evaluate(uow, services, ctx, promotion)
+        record(uow, ctx, "promotion.reevaluated", "promotion", promotion.id)
+        uow.commit()
+    return get_promotion(services.uow, ctx, ref)
+
+
+def override(
+    services: PromotionServices, ctx: CallContext, ref: str, spec: OverrideSpec
+) -> Promotion:
+    """Break-glass: an admin lets a promotion through a freeze window, with a reason (audited)."""
+    require(ctx, Permission.ADMINISTER, services.uow, "override promotion gates")
+    with services.uow() as uow:
+        promotion = _locked(uow, ctx, ref)
+        if not promotion.state.is_open:
+            msg = f"promotion {promotion.id} is {promotion.state}; nothing to override"
+            raise Conflict(msg)
+        uow.promotions.add_override(
+            promotion.id, spec.gate, ctx.principal.name, spec.reason, ctx.clock()
+        )
+        record(
+            uow,
+            ctx,
+            "promotion.gate_overridden",
+            "promotion",
+            promotion.id,
+            {"gate": spec.gate, "reason": spec.reason},
+        )
+        _evaluate(uow, services, ctx, promotion)
+        uow.commit()
+    return get_promotion(services.uow, ctx, ref)
+
+
+def cancel(services: PromotionServices, ctx: CallContext, ref: str) -> Promotion:
+    require(ctx, Permission.MANAGE_RELEASES, services.uow, "cancel promotions")
+    with services.uow() as uow:
+        promotion = _locked(uow, ctx, ref)
+        check_transition(promotion.state, PromotionState.CANCELLED)
+        now = ctx.clock()
+        uow.promotions.set_state(promotion.id, PromotionState.CANCELLED, now)
+        uow.promotions.add_event(
+            promotion.id,
+            str(promotion.state),
+            "cancelled",
+            ctx.principal.user_id,
+            ctx.principal.name,
+            "cancelled",
+            now,
+        )
+        record(uow, ctx, "promotion.cancelled", "promotion", promotion.id)
+        uow.commit()
+    return get_promotion(services.uow, ctx, ref)
+
+
+def get_promotion(uow_factory: UnitOfWorkFactory, ctx: CallContext, ref: str) -> Promotion:
+    with uow_factory(read_only=True) as uow:
+        promotion = uow.promotions.find(ctx.principal.tenant_id, ref)
+    if promotion is None:
+        msg = f"promotion '{ref}' not found"
+        raise NotFound(msg)
+    return promotion
+
+
+def list_promotions(
+    uow: UnitOfWork,
+    ctx: CallContext,
+    page: PageRequest,
+    environment: str | None,
+    state: str | None,
+    release: str | None,
+) -> Page[Promotion]:
+    tenant_id = ctx.principal.tenant_id
+    environment_id = release_id = None
+    if environment is not None:
+        env = uow.environments.get(tenant_id, environment)
+        if env is None:
+            raise ValidationFailed.single("environment", f"environment '{environment}' not found")
+        environment_id = env.id
+    if release is not None:
+        found = uow.releases.get(tenant_id, release)
+        if found is None:
+            raise ValidationFailed.single("release", f"release '{release}' not found")
+        release_id = found.id
+    if state is not None and state not in {s.value for s in PromotionState}:
+        raise ValidationFailed.single("state", f"unknown state '{state}'")
+    return uow.promotions.page(tenant_id, page, environment_id, state, release_id)
+
+
+def replay(services: PromotionServices, ctx: CallContext, ref: str) -> dict[str, Any]:
+    """Run the gates again on the recorded context of the deciding (or latest) evaluation."""
+    with services.uow(read_only=True) as uow:
+        promotion = uow.promotions.find(ctx.principal.tenant_id, ref)
+        if promotion is None:
+            msg = f"promotion '{ref}' not found"
+            raise NotFound(msg)
+        decision = uow.promotions.decision(promotion.id)
+        evaluations = uow.promotions.evaluations(promotion.id)
+    recorded = next(
+        (e for e in evaluations if decision and e["id"] == decision["evaluation_id"]),
+        evaluations[-1],
+    )
+    replayed = [r.to_json() for r in gates.evaluate(recorded["context"], services.evaluator)]
+    state, reason = gates.outcome(recorded["context"], gates.results_from(replayed))
+    differences = _differences(recorded["results"], replayed)
+    if (recorded["outcome"], recorded["reason"]) != (state, reason):
+        differences.append(
+            {
+                "field": "outcome",
+                "recorded": f"{recorded['outcome']}: {recorded['reason']}",
+                "replayed": f"{state}: {reason}",
+            }
+        )
+    if decision is not None:
+        differences += _envelope_differences(decision["envelope"], replayed)
+    return {
+        "identical": not differences
+        and canonical_json(recorded["results"]) == canonical_json(replayed),
+        "differences": differences,
+        "evaluation_seq": recorded["seq"],
+        "outcome": state,
+        "reason": reason,
+    }
+
+
+def _differences(
+    recorded: list[dict[str, Any]], replayed: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    by_gate = {r["gate"]: r for r in replayed}
+    for old in recorded:
+        new = by_gate.get(old["gate"])
+        if new is None:
+            found.append(
+                {
+                    "gate": old["gate"],
+                    "field": "gate",
+                    "recorded": "evaluated",
+                    "replayed": "not evaluated",
+                }
+            )
+            continue
+        for field in ("passed", "pending", "reason", "details", "inputs_digest"):
+            if canonical_json(old.get(field)) != canonical_json(new.get(field)):
+                found.append(
+                    {
+                        "gate": old["gate"],
+                        "field": field,
+                        "recorded": old.get(field),
+                        "replayed": new.get(field),
+                    }
+                )
+    return found
+
+
+def _envelope_differences(
+    envelope: dict[str, Any], replayed: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    import base64
+    import json
+
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    signed = statement["predicate"]["gate_results"]
+    if canonical_json(signed) != canonical_json(replayed):
+        return [
+            {
+                "field": "decision",
+                "recorded": "signed gate results",
+                "replayed": "differ from the replayed gate results",
+            }
+        ]
+    return []
