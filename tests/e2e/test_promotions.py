@@ -8,8 +8,9 @@ import json
 import threading
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from stella.adapters.signing.dsse import VerificationError, verify_envelope
+from stella.adapters.signing.dsse import VerificationError, public_pem, verify_envelope
 from stella.services.promotions import decide
 from tests.support.promotions import build_estate, gate
 
@@ -289,10 +290,7 @@ def test_tampered_decision_envelope_fails_verification_and_says_why(api, estate)
     forged = dict(envelope, payload=base64.b64encode(json.dumps(statement).encode()).decode())
     with pytest.raises(VerificationError, match="signature does not match the payload"):
         verify_envelope(forged, key)
-    other_key = (
-        b"-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n"
-        b"-----END PUBLIC KEY-----\n"
-    )
+    other_key = public_pem(Ed25519PrivateKey.generate().public_key()).encode()
     with pytest.raises(VerificationError, match="no signature by key"):
         verify_envelope(envelope, other_key)
     with pytest.raises(VerificationError, match="not a DSSE envelope"):
