@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from stella.cli import operators, resources, workflows
+from stella.cli import operators, promotions, resources, workflows
 from stella.cli.client import CliError
 from stella.domain.errors import ConfigurationError, StellaError
 
@@ -27,6 +27,14 @@ app.add_typer(resources.audit_app, name="audit")
 app.add_typer(workflows.workflow_app, name="workflow")
 app.add_typer(workflows.run_app, name="run")
 app.command("apply")(resources.apply)
+app.command("promote")(promotions.promote)
+app.command("approve")(promotions.approve)
+app.command("reject")(promotions.reject)
+app.add_typer(promotions.promotion_app, name="promotion")
+app.add_typer(promotions.policy_app, name="policy")
+app.add_typer(promotions.decision_app, name="decision")
+app.add_typer(promotions.scan_app, name="scan")
+app.add_typer(promotions.keys_app, name="keys")
 app.command("server")(operators.server)
 app.command("worker")(operators.worker_command)
 app.add_typer(operators.db_app, name="db")
