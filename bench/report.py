@@ -1,4 +1,5 @@
-"""Write docs/benchmarks.md from the raw results in bench/results/ (create.json, list.json).
+"""Write docs/benchmarks.md from the raw results in bench/results/ (create.json, list.json,
+workflows.json).
 
 Run: .venv/bin/python -m bench.report (from the repository root; `make bench` does).
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -165,7 +167,166 @@ def list_section(doc: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def conclusions(create: dict[str, Any] | None, lists: dict[str, Any] | None) -> list[str]:
+def _gap(gaps: dict[str, Any], name: str) -> str:
+    figures = gaps.get(name, {})
+    return f"{_ms(figures.get('p50_ms'))} / {_ms(figures.get('p99_ms'))}"
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def workflow_section(doc: dict[str, Any]) -> list[str]:
+    worker = doc["worker"]
+    target = doc["target"]["ms_per_step"]
+    lines = [
+        "## Workflow engine",
+        "",
+        "Real processes on a fresh migrated database per case: `stella server --no-worker` "
+        "serves the API, separate `stella worker` processes run the steps (each with "
+        f"`STELLA_WORKER_CONCURRENCY={worker['concurrency']}` and "
+        f"`STELLA_WORKER_POLL_SECONDS={worker['poll_seconds']:g}`). No-op steps are `wait` "
+        'with `{"duration": "0s"}`. Source measured: commit '
+        f"`{doc.get('commit', 'unknown')}`. The API server, the workers, PostgreSQL and the "
+        f"benchmark client share the machine's {doc.get('logical_cpus', '?')} logical CPUs.",
+        "",
+        f"### Scheduling overhead: one run of {doc['overhead_steps']:,} no-op steps, "
+        "one worker process",
+        "",
+        "*dag*: each step depends on 0-3 of the "
+        f"{doc['dag']['window']} steps before it (seeded, the same DAG every time); *chain*: "
+        "each step depends on the one before. *Run time* is from the run's `created_at` to "
+        "its `finished_at`; ms/step = run time / steps; *client wall* is the same from "
+        "the benchmark's side (from sending the request that creates the run until a poll "
+        "every 0.2 s sees it finished). Gaps come from the run's event "
+        "log (`at` is the worker's clock), p50 / p99 in ms: *succeeded → next started*: for "
+        "every `step.started`, the time since the latest `step.succeeded` before it; "
+        "*started → succeeded*: the same step from claim to result (the claim's commit, the "
+        "hand-over to a slot, the no-op, the start of recording it); *ready → started*: a "
+        "step made ready by a finished dependency until it starts (in a DAG this includes "
+        "waiting for a free slot).",
+        "",
+        f"| Database | Shape | Steps (edges, roots) | Run time (s) | Client wall (s) | ms/step "
+        f"| < {target:g} ms | succeeded → next started | started → succeeded "
+        "| ready → started |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for r in doc["overhead"]:
+        ok = r["state"] == "succeeded" and r["ms_per_step"] < target
+        verdict = "yes" if ok else "**no**"
+        if r["state"] != "succeeded":
+            verdict += f" (run {r['state']})"
+        lines.append(
+            f"| {r['database']} | {r['shape']} | {r['steps']:,} ({r['edges']:,}, "
+            f"{r['roots']}) | {_s(r['wall_seconds'])} | {_s(r['client_wall_seconds'])} "
+            f"| {r['ms_per_step']:.2f} | {verdict} "
+            f"| {_gap(r['gaps'], 'succeeded_to_next_started')} "
+            f"| {_gap(r['gaps'], 'started_to_succeeded')} "
+            f"| {_gap(r['gaps'], 'ready_to_started')} |"
+        )
+    shifted = [r for r in doc["overhead"] if r.get("events_out_of_time_order", {}).get("events")]
+    if shifted:
+        worst = max(shifted, key=lambda r: r["events_out_of_time_order"]["max_ms"])
+        lines += [
+            "",
+            "Event times are not always in log order: "
+            + ", ".join(
+                f"{r['database']} {r['shape']} {r['events_out_of_time_order']['events']}"
+                for r in shifted
+            )
+            + " event(s) carry an `at` earlier than an event logged before them (at most "
+            f"{_ms(worst['events_out_of_time_order']['max_ms'])} ms). `claim_step` reads the "
+            "clock before it gets the run's lock, and that reading becomes the `step.started` "
+            "time, the step's `started_at` and the base of its lease expiry; the gaps above "
+            "are computed from these times as they are (so a gap can be negative).",
+        ]
+    if doc["throughput"]:
+        lines += [
+            "",
+            f"### Throughput: {doc['throughput_runs']:,} runs of a 3-step chain of no-op steps",
+            "",
+            "All runs are created first (4 client threads, no worker running); then the "
+            "worker processes start. *Processing time* is from the first step's `started_at` "
+            "to the last run's `finished_at` (worker start-up excluded; the wall time from "
+            "starting the processes is given too). Every step ran exactly once when "
+            "*step.started events* is 3 per run. Only "
+            f"{doc.get('logical_cpus', '?')} logical CPUs: with 4 processes (16 slots) the "
+            "workers, the database and each other compete for them.",
+            "",
+            "| Database | Worker processes | Runs succeeded | Creating them (s) | Processing "
+            "time (s) | Wall from start (s) | Runs/s | Steps/s | vs 1 process "
+            "| step.started events |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        base = {r["database"]: r for r in doc["throughput"] if r["workers"] == 1}
+        for r in doc["throughput"]:
+            one = base.get(r["database"])
+            ratio = (
+                f"{r['runs_per_second'] / one['runs_per_second']:.2f}x"
+                if one and one["runs_per_second"] and r["runs_per_second"]
+                else "-"
+            )
+            done = f"{r['succeeded']:,} of {r['runs']:,}"
+            if r["truncated_by_deadline"]:
+                done += " (stopped at the time budget)"
+            lines.append(
+                f"| {r['database']} | {r['workers']} | {done} "
+                f"| {_s(r['create']['wall_seconds'])} | {_s(r['processing_seconds'])} "
+                f"| {_s(r['wall_seconds_from_spawn'])} | {_rps(r['runs_per_second'])} "
+                f"| {_rps(r['steps_per_second'])} | {ratio} | {r['step_started_events']:,} |"
+            )
+    if doc["recovery"]:
+        first = doc["recovery"][0]
+        lines += [
+            "",
+            "### Recovery after a worker is killed",
+            "",
+            f"A run whose only step is `script` `sleep {first['script_seconds']}`. Worker A "
+            f"(`STELLA_WORKER_LEASE_SECONDS={first['lease_seconds']:g}`) starts it; as soon as "
+            "the event `step.started` appears, A's process group gets SIGKILL and worker B "
+            "(same settings) is started at once. *Resumed* is B's `step.started` (attempt 2) "
+            "minus the moment of the kill; *lease left* is the step's `lease_expires_at` at "
+            "the kill (all times from the same machine clock); seconds, "
+            f"{first['repeats']} kills per database.",
+            "",
+            "| Database | Lease (s) | Kills | Lease left at the kill (p50) | B ready (p50) "
+            "| `step.lease_expired` (p50) | Resumed p50 | Resumed max | Runs succeeded "
+            "| A's script still running after the kill |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in doc["recovery"]:
+            samples = r["samples"]
+
+            def median(key: str, rows: list[dict[str, Any]] = samples) -> str:
+                values = [x[key] for x in rows if x.get(key) is not None]
+                return _s(statistics.median(values)) if values else "-"
+
+            succeeded = sum(1 for x in samples if x["run_state"] == "succeeded")
+            survived = sum(1 for x in samples if x.get("script_processes_surviving_the_kill"))
+            lines.append(
+                f"| {r['database']} | {r['lease_seconds']:g} | {r['repeats']} "
+                f"| {median('kill_to_lease_expiry_s')} | {median('kill_to_worker_b_ready_s')} "
+                f"| {median('kill_to_lease_expired_event_s')} | {_s(r['p50_s'])} "
+                f"| {_s(r['max_s'])} | {succeeded} of {len(samples)} "
+                f"| {survived} of {len(samples)} |"
+            )
+        lines += [
+            "",
+            "A dead worker's step is found by another worker's periodic recovery "
+            f"(every lease / 2, clamped to 0.2-5 s: {first['recover_every_seconds']:g} s here) "
+            "once its lease has expired, so the time to resume is bounded by about the lease "
+            "plus that interval plus the poll, not by anything the survivor can speed up: "
+            f"{first['lease_seconds']:g} + {first['recover_every_seconds']:g} s here, "
+            "30 + 5 s with the default `STELLA_WORKER_LEASE_SECONDS=30`.",
+        ]
+    return [*lines, ""]
+
+
+def conclusions(
+    create: dict[str, Any] | None,
+    lists: dict[str, Any] | None,
+    flows: dict[str, Any] | None = None,
+) -> list[str]:
     lines = ["## Conclusions", ""]
     if lists is not None:
         target = lists["target"]["p99_list_ms"]
@@ -213,7 +374,51 @@ def conclusions(create: dict[str, Any] | None, lists: dict[str, Any] | None) -> 
                 f"(`httpx.request` in `adapters/registry/oci.py`), "
                 f"{_ms(reference[1].get('p50_ms'))} ms."
             )
+    if flows is not None:
+        lines += workflow_conclusions(flows)
     return [*lines, ""]
+
+
+def workflow_conclusions(doc: dict[str, Any]) -> list[str]:
+    lines = []
+    target = doc["target"]
+    if doc["overhead"]:
+        figures = ", ".join(
+            f"{r['database']} {r['shape']} {r['ms_per_step']:.1f}" for r in doc["overhead"]
+        )
+        met = target["met"]
+        lines.append(
+            f"- **Target scheduling overhead < {target['ms_per_step']:g} ms/step: "
+            f"{'met' if met else 'NOT met'}** ({figures} ms/step for "
+            f"{doc['overhead_steps']:,} no-op steps, one worker process)."
+        )
+    for kind, scaling in doc.get("throughput_scaling", {}).items():
+        rows = {r["workers"]: r for r in doc["throughput"] if r["database"] == kind}
+        low, high = scaling["workers"]
+        lines.append(
+            f"- Throughput, {kind}, {doc['throughput_runs']:,} runs of 3 no-op steps: "
+            f"{_rps(rows[low]['runs_per_second'])} runs/s "
+            f"({_rps(rows[low]['steps_per_second'])} steps/s) with {low} worker process, "
+            f"{_rps(rows[high]['runs_per_second'])} runs/s "
+            f"({_rps(rows[high]['steps_per_second'])} steps/s) with {high}: "
+            f"x{scaling['ratio']:.2f} on {doc.get('logical_cpus', '?')} logical CPUs shared "
+            "with the database and the API server."
+        )
+    for r in doc["recovery"]:
+        lines.append(
+            f"- Recovery, {r['database']}: a killed worker's step resumed on another worker "
+            f"after {_s(r['p50_s'])} s (p50; max {_s(r['max_s'])} s) with a "
+            f"{r['lease_seconds']:g} s lease: the lease dominates."
+        )
+    if any(
+        x.get("script_processes_surviving_the_kill") for r in doc["recovery"] for x in r["samples"]
+    ):
+        lines.append(
+            "- SIGKILL of a worker's process group does not stop its `script` steps: they run "
+            "in their own session (so that a timeout can kill their group), outlive the "
+            "worker and overlap with the retry on the next worker."
+        )
+    return lines
 
 
 def _duration(*docs: dict[str, Any] | None) -> str:
@@ -222,8 +427,8 @@ def _duration(*docs: dict[str, Any] | None) -> str:
 
 
 def main() -> None:
-    create, lists = _load("create"), _load("list")
-    if create is None and lists is None:
+    create, lists, flows = _load("create"), _load("list"), _load("workflows")
+    if create is None and lists is None and flows is None:
         msg = f"no results in {RESULTS_DIR}; run `make bench`"
         raise SystemExit(msg)
     info = machine()
@@ -240,7 +445,7 @@ def main() -> None:
         f"| Memory | {info['memory']} |",
         f"| OS | {info['os']} |",
         f"| Python | {info['python']} |",
-        *[f"| Database | {text} |" for text in _databases(create, lists)],
+        *[f"| Database | {text} |" for text in _databases(create, lists, flows)],
         "",
         "## How to run",
         "",
@@ -251,7 +456,7 @@ def main() -> None:
         "As root it starts the loopback registry (127.0.0.1:5000) and PostgreSQL "
         "(127.0.0.1:5432) when they are absent, like `make test`; otherwise it uses the ones "
         "already running. Each benchmark creates its own databases and drops them again. "
-        f"This run took {_duration(create, lists)} (benchmarks only, services already up).",
+        f"This run took {_duration(create, lists, flows)} (benchmarks only, services already up).",
         "",
         "Latencies are measured in the client around each complete HTTP call (httpx, keep-alive, "
         "127.0.0.1), so they include HTTP, authentication, the database and JSON. Client, "
@@ -266,7 +471,9 @@ def main() -> None:
         lines += creation_section(create)
     if lists is not None:
         lines += list_section(lists)
-    lines += conclusions(create, lists)
+    if flows is not None:
+        lines += workflow_section(flows)
+    lines += conclusions(create, lists, flows)
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text("\n".join(lines).rstrip() + "\n")
     print(f"[bench] wrote {DOC.relative_to(ROOT)}")

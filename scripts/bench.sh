@@ -25,4 +25,6 @@ echo "[bench] release creation (SQLite, PostgreSQL)" >&2
 run 300 bench.bench_create
 echo "[bench] list queries at 100,000 releases (SQLite, PostgreSQL)" >&2
 run 300 bench.bench_list
+echo "[bench] workflow engine: overhead, throughput, recovery (SQLite, PostgreSQL)" >&2
+run 600 bench.bench_workflows
 "${PY[@]}" -m bench.report
