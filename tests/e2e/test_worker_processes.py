@@ -87,6 +87,15 @@ class Api:
         return self.client.get(path, **kwargs)
 
 
+def alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for init to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def wait_until(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -108,7 +117,7 @@ def test_a_killed_worker_loses_nothing_and_no_step_succeeds_twice(cluster, tmp_p
                     "id": "slow",
                     "type": "script",
                     "config": {
-                        "command": f'echo "$STELLA_IDEMPOTENCY_KEY $STELLA_ATTEMPT" >> {trail}; '
+                        "command": f'echo "$STELLA_IDEMPOTENCY_KEY $STELLA_ATTEMPT $$" >> {trail}; '
                         "sleep 2"
                     },
                 },
@@ -126,6 +135,8 @@ def test_a_killed_worker_loses_nothing_and_no_step_succeeds_twice(cluster, tmp_p
     wait_until(lambda: trail.exists() and trail.read_text().count("\n") == 1, 30, "attempt 1")
     os.killpg(first.pid, signal.SIGKILL)
     killed_at = time.monotonic()
+    orphan = int(trail.read_text().split()[2])
+    wait_until(lambda: not alive(orphan), 5, "the killed worker's step process to be killed too")
     workers.start("worker-b")
     run = wait_for_run(Api(api), run_id, timeout=60)
     assert run["state"] == "succeeded", run
@@ -133,7 +144,7 @@ def test_a_killed_worker_loses_nothing_and_no_step_succeeds_twice(cluster, tmp_p
     slow = next(s for s in run["steps"] if s["id"] == "slow")
     assert slow["attempts"] == 2
     keys = [line.split() for line in trail.read_text().splitlines()]
-    assert [k[1] for k in keys] == ["1", "2"]
+    assert [k[1] for k in keys] == ["1", "2"]  # attempt 1 was killed before attempt 2 began
     assert keys[0][0] == keys[1][0]  # the same idempotency key: the re-execution is detectable
     log = events(Api(api), run_id)
     kinds = Counter((e["type"], e["step_id"]) for e in log)

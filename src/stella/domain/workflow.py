@@ -139,12 +139,14 @@ class WorkflowTemplate:
     created_at: datetime
     created_by_name: str
     digest: str  # sha256 of the canonical template; a re-save with the same digest is a no-op
+    _index: dict[str, StepSpec] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", {s.id: s for s in self.steps})
 
     def step(self, step_id: str) -> StepSpec:
-        for step in self.steps:
-            if step.id == step_id:
-                return step
-        raise KeyError(step_id)
+        """The step with this id (O(1): templates can have thousands of steps)."""
+        return self._index[step_id]
 
 
 @dataclass(frozen=True, slots=True)

@@ -349,10 +349,11 @@ class WorkflowEngine:
         with self.store.lock_next_ready(now) as tx:
             return None if tx is None else self._lease_first_ready(tx, now)
 
-    def _lease_first_ready(self, tx: RunTransaction, now: datetime) -> ClaimedStep | None:
-        step = tx.first_ready(now)
+    def _lease_first_ready(self, tx: RunTransaction, due: datetime) -> ClaimedStep | None:
+        step = tx.first_ready(due)
         if step is None:
             return None
+        now = self.clock()  # read after the lock was granted: the lease starts now
         template = self.templates.get(tx.run.workflow_id)
         spec = template.step(step.step_id)
         try:

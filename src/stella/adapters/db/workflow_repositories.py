@@ -76,6 +76,7 @@ class SqlWorkflowRepository(SqlRepository[WorkflowTemplate]):
 
     def _to_row(self, entity: WorkflowTemplate) -> dict[str, Any]:
         row = asdict(entity)
+        row.pop("_index")
         row["inputs"] = [asdict(i) for i in entity.inputs]
         row["steps"] = [step_to_json(s) for s in entity.steps]
         return row

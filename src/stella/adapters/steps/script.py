@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -42,8 +43,31 @@ class ScriptConfig(BaseModel):
     workdir: str | None = None
 
 
+# The step's process group is led by this small supervisor. It runs the command and, should the
+# worker die (it is re-parented), kills the whole group: a killed worker leaves no step behind
+# that could overlap the attempt another worker starts.
+_SUPERVISOR = """
+import os, signal, subprocess, sys
+parent = os.getppid()
+try:
+    child = subprocess.Popen(sys.argv[1:])
+except OSError as exc:
+    print(f"cannot start command: {exc.strerror}", file=sys.stderr)
+    sys.exit(127)
+while True:
+    try:
+        code = child.wait(timeout=0.2)
+    except subprocess.TimeoutExpired:
+        if os.getppid() != parent:
+            os.killpg(0, signal.SIGKILL)
+        continue
+    sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 def _argv(command: Command) -> list[str]:
-    return ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+    argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+    return [sys.executable, "-I", "-S", "-c", _SUPERVISOR, *argv]
 
 
 def _read_outputs(path: Path) -> dict[str, Any]:
