@@ -252,3 +252,34 @@ def test_environment_with_targets_cannot_be_deleted(api):
     response = api.delete("/environments/dev")
     assert response.status_code == 409
     assert "retired" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("rrule", "fragment"),
+    [
+        ("FREQ=WEEKLY;BYDAY=XX", "not a valid RRULE"),
+        ("FREQ=SECONDLY", "FREQ=DAILY"),
+        ("FREQ=DAILY;INTERVAL=abc", "not a valid RRULE"),
+    ],
+)
+def test_freeze_windows_with_invalid_rrules_are_422(api, rrule, fragment):
+    response = api.post(
+        "/environments",
+        {
+            "name": "X",
+            "slug": "x",
+            "promotion_order": 1,
+            "freeze_windows": [
+                {
+                    "name": "w",
+                    "rrule": rrule,
+                    "start": "2026-01-03T00:00:00",
+                    "duration": "1h",
+                    "timezone": "Europe/Berlin",
+                }
+            ],
+        },
+    )
+    assert response.status_code == 422
+    error = response.json()["errors"][0]
+    assert (error["field"], fragment in error["message"]) == ("freeze_windows.0.rrule", True)

@@ -38,5 +38,8 @@ def covers(window: FreezeWindow, now: datetime) -> bool:
     last = rule.before(local_now, inc=True)
     if last is None or local_now - last > _LOOKBACK:
         return False
+    # The duration is wall-clock time as well: a 48-hour weekend freeze starting Saturday 00:00
+    # ends Monday 00:00 local time, even across a daylight-saving change.
     begins = last.replace(tzinfo=zone).astimezone(UTC)
-    return begins <= now.astimezone(UTC) < begins + length
+    ends = (last + length).replace(tzinfo=zone).astimezone(UTC)
+    return begins <= now.astimezone(UTC) < ends
