@@ -19,6 +19,9 @@ from stella.adapters.secrets import resolve_secret
 from stella.adapters.signing.dsse import SigningKey
 from stella.adapters.steps import builtin_registry
 from stella.config import Settings
+from stella.domain.workflow_runs import WorkflowRun
+from stella.services import workflows
+from stella.services.context import CallContext
 from stella.services.ports import (
     Clock,
     RegistryConnectorFactory,
@@ -26,7 +29,8 @@ from stella.services.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
-from stella.services.promotions import PromotionServices
+from stella.services.promotions import PromotionServices, settle_deployments
+from stella.services.specs import RunSpec
 from stella.services.steps import StepRegistry
 from stella.services.workflow_engine import RunAdvancer, TemplateCache, WorkflowEngine
 from stella.services.workflow_ports import RunStore
@@ -70,7 +74,9 @@ class Container:
             grace_seconds=self.settings.worker_grace_seconds,
             workdir=self.settings.step_work_dir,
         )
-        return Worker(engine, settings)
+        promotions = self.promotions
+        clock = self.clock
+        return Worker(engine, settings, periodic=[lambda: settle_deployments(promotions, clock)])
 
 
 def build_container(settings: Settings, engine: Engine | None = None) -> Container:
@@ -84,6 +90,12 @@ def build_container(settings: Settings, engine: Engine | None = None) -> Contain
         return SqlAlchemyUnitOfWork(db, read_only=True)
 
     templates = TemplateCache(read_uow)
+    run_store = SqlRunStore(db)
+    advancer = RunAdvancer(templates, utc_now)
+
+    def start_run(ctx: CallContext, spec: RunSpec) -> WorkflowRun:
+        return workflows.start_run(uow, ctx, spec, run_store, advancer)
+
     signing_key = SigningKey.load_or_create(settings.keys_dir)
     return Container(
         settings=settings,
@@ -94,9 +106,9 @@ def build_container(settings: Settings, engine: Engine | None = None) -> Contain
         clock=utc_now,
         resolve_secret=resolve_secret,
         steps=builtin_registry(),
-        run_store=SqlRunStore(db),
+        run_store=run_store,
         templates=templates,
-        advancer=RunAdvancer(templates, utc_now),
-        promotions=PromotionServices(uow, RegoPolicyEvaluator(), signing_key),
+        advancer=advancer,
+        promotions=PromotionServices(uow, RegoPolicyEvaluator(), signing_key, start_run),
         signing_key=signing_key,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -367,3 +368,68 @@ def test_two_hundred_concurrent_approvals_count_exactly_and_decide_once(api, est
     events = api.get(f"/promotions/{stage['id']}/events").json()["items"]
     assert [e["to"] for e in events].count("approved") == 1
     verify_and_replay(api, stage["id"])
+
+
+@pytest.mark.parametrize(
+    ("command", "final", "reason"),
+    [
+        (
+            "echo deploying ${{ inputs.version }} to ${{ inputs.environment }}",
+            "deployed",
+            "succeeded",
+        ),
+        ("exit 3", "failed", "command exited with status 3"),
+    ],
+    ids=["workflow-succeeds", "workflow-fails"],
+)
+def test_approval_starts_the_environments_promotion_workflow(
+    api, estate, container, tmp_path, command, final, reason
+):
+    from tests.support.workflows import start_worker, wait_for_run
+
+    api.post(
+        "/workflows",
+        {
+            "name": "deploy-dev",
+            "on_failure": "stop",
+            "inputs": [
+                {"name": "version"},
+                {"name": "environment"},
+                {"name": "components", "type": "object"},
+            ],
+            "steps": [{"id": "deploy", "type": "script", "config": {"command": command}}],
+        },
+    )
+    api.patch("/environments/dev", {"promotion_workflow": "deploy-dev"})
+    worker = start_worker(container, tmp_path / "work")
+    try:
+        dev = promote(api, estate.release_id, "dev")
+        assert dev["state"] == "deploying"
+        events = api.get(f"/promotions/{dev['id']}/events").json()["items"]
+        run_id = events[-1]["reason"].split()[3]
+        run = wait_for_run(api, run_id)
+        assert run["inputs"]["components"] == {"api": f"{estate_repository(api)}@{estate.digest}"}
+        for _ in range(200):
+            state = api.get(f"/promotions/{dev['id']}").json()["state"]
+            if state != "deploying":
+                break
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    assert state == final
+    last = api.get(f"/promotions/{dev['id']}/events").json()["items"][-1]
+    assert (last["from"], last["to"], last["by"]) == ("deploying", final, "workflow")
+    assert reason in last["reason"]
+    verify_and_replay(api, dev["id"])
+
+
+def estate_repository(api) -> str:
+    return api.get("/components/api").json()["repository"]
+
+
+def test_a_missing_promotion_workflow_fails_the_promotion_with_the_reason(api, estate):
+    api.patch("/environments/dev", {"promotion_workflow": "not-there"})
+    dev = promote(api, estate.release_id, "dev")
+    assert dev["state"] == "failed"
+    last = api.get(f"/promotions/{dev['id']}/events").json()["items"][-1]
+    assert last["reason"] == "could not start workflow not-there: workflow 'not-there' not found"

@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from stella.services.promotions import settle_deployments
 from stella.services.workflow_engine import WorkflowEngine
 from stella.worker.runner import Worker, WorkerSettings
 
@@ -36,6 +37,7 @@ def start_worker(
             grace_seconds=5,
             workdir=workdir,
         ),
+        periodic=[lambda: settle_deployments(container.promotions, container.clock)],
     )
     worker.start()
     return worker

@@ -38,6 +38,7 @@ class EnvironmentOut(BaseModel):
     policies: list[str]
     approval_policy: ApprovalPolicySpec
     freeze_windows: list[FreezeWindowSpec]
+    promotion_workflow: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -69,6 +70,7 @@ class EnvironmentOut(BaseModel):
                 )
                 for w in e.freeze_windows
             ],
+            promotion_workflow=e.promotion_workflow,
             created_at=e.created_at,
             updated_at=e.updated_at,
         )

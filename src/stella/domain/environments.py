@@ -80,6 +80,7 @@ class Environment:
     created_at: datetime
     updated_at: datetime
     description: str = field(default="")
+    promotion_workflow: str | None = None  # template run when a promotion into it is approved
 
 
 def _parse_instant(value: str, path: str, errors: list[FieldError]) -> datetime | None:

@@ -132,6 +132,7 @@ class Promotion:
     requested_at: datetime
     state: PromotionState
     updated_at: datetime
+    run_id: uuid.UUID | None = None
     gate_results: tuple[GateResult, ...] = ()
     approvals: tuple[Approval, ...] = ()
     decision: dict[str, Any] | None = field(default=None)

@@ -56,6 +56,7 @@ def build_environment(
         freeze_windows=windows,
         created_at=current.created_at if current else now,
         updated_at=now,
+        promotion_workflow=spec.promotion_workflow,
     )
 
 

@@ -176,7 +176,14 @@ class PromotionRepository(Protocol):
     def into(
         self, tenant_id: uuid.UUID, release_id: uuid.UUID, environment_id: uuid.UUID
     ) -> list[Promotion]: ...
-    def set_state(self, promotion_id: uuid.UUID, state: PromotionState, now: datetime) -> None: ...
+    def set_state(
+        self,
+        promotion_id: uuid.UUID,
+        state: PromotionState,
+        now: datetime,
+        run_id: uuid.UUID | None = None,
+    ) -> None: ...
+    def deploying(self) -> list[Promotion]: ...
     def add_event(
         self,
         promotion_id: uuid.UUID,

@@ -8,6 +8,7 @@ evaluation is appended with its full context; a settled outcome gets a signed de
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -15,16 +16,26 @@ from typing import Any
 import stella
 from stella.domain.canonical import canonical_json, digest
 from stella.domain.environments import Environment
-from stella.domain.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from stella.domain.errors import (
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    StellaError,
+    ValidationFailed,
+)
 from stella.domain.ids import new_id
 from stella.domain.pagination import Page, PageRequest
 from stella.domain.promotions import Approval, Promotion, PromotionState, check_transition
 from stella.domain.releases import Release, ReleaseState
-from stella.domain.tenancy import Permission
-from stella.services import gates
+from stella.domain.tenancy import Permission, Principal, Role
+from stella.domain.workflow_runs import WorkflowRun
+from stella.services import gates, workflows
 from stella.services.context import CallContext, record, require
 from stella.services.ports import DecisionSigner, UnitOfWork, UnitOfWorkFactory
-from stella.services.specs import OverrideSpec, PromotionSpec
+from stella.services.specs import OverrideSpec, PromotionSpec, RunSpec
+
+StartRun = Callable[[CallContext, RunSpec], WorkflowRun]
+"""Starts a workflow run (the workflow service, bound to its run store)."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,7 @@ class PromotionServices:
     uow: UnitOfWorkFactory
     evaluator: gates.PolicyEvaluator
     signer: DecisionSigner
+    start_run: StartRun | None = None
 
 
 def _release(uow: UnitOfWork, tenant_id: uuid.UUID, ref: str) -> Release:
@@ -138,7 +150,7 @@ def request_promotion(
             {"release": f"{release.name}@{release.version}", "target": target.slug},
         )
         uow.commit()
-    return get_promotion(services.uow, ctx, str(promotion.id))
+    return _start_deployment(services, ctx, str(promotion.id))
 
 
 def build_context(uow: UnitOfWork, promotion: Promotion, now: datetime) -> dict[str, Any]:
@@ -375,7 +387,7 @@ def decide(
             {"comment": comment},
         )
         uow.commit()
-    return get_promotion(services.uow, ctx, ref)
+    return _start_deployment(services, ctx, ref)
 
 
 def reevaluate(services: PromotionServices, ctx: CallContext, ref: str) -> Promotion:
@@ -390,7 +402,7 @@ def reevaluate(services: PromotionServices, ctx: CallContext, ref: str) -> Promo
         _evaluate(uow, services, ctx, promotion)
         record(uow, ctx, "promotion.reevaluated", "promotion", promotion.id)
         uow.commit()
-    return get_promotion(services.uow, ctx, ref)
+    return _start_deployment(services, ctx, ref)
 
 
 def override(
@@ -416,7 +428,7 @@ def override(
         )
         _evaluate(uow, services, ctx, promotion)
         uow.commit()
-    return get_promotion(services.uow, ctx, ref)
+    return _start_deployment(services, ctx, ref)
 
 
 def cancel(services: PromotionServices, ctx: CallContext, ref: str) -> Promotion:
@@ -557,3 +569,105 @@ def _envelope_differences(
             }
         ]
     return []
+
+
+def _start_deployment(services: PromotionServices, ctx: CallContext, ref: str) -> Promotion:
+    """An approved promotion into an environment with a promotion workflow starts that workflow.
+
+    The run is started by the system on the promotion's behalf (inputs: promotion_id, release,
+    version, environment, components — those the template declares); the promotion is then
+    `deploying` until the run ends (see `settle_deployments`).
+    """
+    promotion = get_promotion(services.uow, ctx, ref)
+    if promotion.state is not PromotionState.APPROVED or promotion.run_id or not services.start_run:
+        return promotion
+    with services.uow(read_only=True) as uow:
+        target = uow.environments.get_by_id(promotion.tenant_id, promotion.target_environment_id)
+        release = uow.releases.get(promotion.tenant_id, str(promotion.release_id))
+    if target is None or release is None or not target.promotion_workflow:
+        return promotion
+    inputs = {
+        "promotion_id": str(promotion.id),
+        "release": release.name,
+        "version": release.version,
+        "environment": target.slug,
+        "components": {c.name: f"{c.repository}@{c.digest}" for c in release.components},
+    }
+    system = CallContext(
+        Principal(None, promotion.tenant_id, f"promotion:{promotion.id}", Role.ADMIN),
+        ctx.correlation_id,
+        ctx.clock,
+    )
+    try:
+        with services.uow(read_only=True) as uow:
+            declared = {
+                i.name
+                for i in workflows.get_template(
+                    uow, promotion.tenant_id, target.promotion_workflow
+                ).inputs
+            }
+        run = services.start_run(
+            system,
+            RunSpec(
+                workflow=target.promotion_workflow,
+                inputs={k: v for k, v in inputs.items() if k in declared},
+            ),
+        )
+        state, reason, run_id = (
+            PromotionState.DEPLOYING,
+            f"workflow {target.promotion_workflow} run {run.id} started",
+            run.id,
+        )
+    except StellaError as exc:
+        state, reason, run_id = (
+            PromotionState.FAILED,
+            f"could not start workflow {target.promotion_workflow}: {exc.detail}",
+            None,
+        )
+    with services.uow() as uow:
+        locked = _locked(uow, ctx, ref)
+        if locked.state is PromotionState.APPROVED:
+            uow.promotions.set_state(locked.id, state, ctx.clock(), run_id)
+            uow.promotions.add_event(
+                locked.id, "approved", str(state), None, system.principal.name, reason, ctx.clock()
+            )
+            uow.commit()
+    return get_promotion(services.uow, ctx, ref)
+
+
+_RUN_OUTCOMES = {
+    "succeeded": PromotionState.DEPLOYED,
+    "failed": PromotionState.FAILED,
+    "cancelled": PromotionState.FAILED,
+    "rolled_back": PromotionState.ROLLED_BACK,
+}
+
+
+def settle_deployments(services: PromotionServices, clock: Callable[[], datetime]) -> int:
+    """Move `deploying` promotions whose workflow run has ended to deployed/failed/rolled_back."""
+    settled = 0
+    with services.uow(read_only=True) as uow:
+        deploying = uow.promotions.deploying()
+        finished = []
+        for promotion in deploying:
+            run = (
+                uow.runs.get_with_steps(promotion.tenant_id, promotion.run_id)
+                if promotion.run_id
+                else None
+            )
+            if run is not None and run.state.is_terminal:
+                finished.append((promotion, run))
+    for promotion, run in finished:
+        state = _RUN_OUTCOMES[str(run.state)]
+        with services.uow() as uow:
+            locked = uow.promotions.find(promotion.tenant_id, str(promotion.id), lock=True)
+            if locked is None or locked.state is not PromotionState.DEPLOYING:
+                continue
+            uow.promotions.set_state(locked.id, state, clock())
+            reason = f"workflow run {run.id} {run.state}" + (f": {run.error}" if run.error else "")
+            uow.promotions.add_event(
+                locked.id, "deploying", str(state), None, "workflow", reason, clock()
+            )
+            uow.commit()
+            settled += 1
+    return settled

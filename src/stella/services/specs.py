@@ -50,6 +50,9 @@ class EnvironmentSpec(Spec):
     approval_policy: ApprovalPolicySpec = Field(default_factory=ApprovalPolicySpec)
     freeze_windows: list[FreezeWindowSpec] = Field(default_factory=list)
     state: EnvironmentState = EnvironmentState.ACTIVE
+    promotion_workflow: str | None = Field(
+        default=None, max_length=128, description="workflow run when a promotion is approved"
+    )
 
 
 class EnvironmentPatch(Spec):
@@ -62,6 +65,7 @@ class EnvironmentPatch(Spec):
     approval_policy: ApprovalPolicySpec | None = None
     freeze_windows: list[FreezeWindowSpec] | None = None
     state: EnvironmentState | None = None
+    promotion_workflow: str | None = Field(default=None, max_length=128)
 
 
 class TargetSpec(Spec):

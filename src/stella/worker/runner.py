@@ -129,10 +129,12 @@ class Worker:
         engine: WorkflowEngine,
         settings: WorkerSettings,
         breaker: CircuitBreaker | None = None,
+        periodic: list[Callable[[], object]] | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.breaker = breaker or CircuitBreaker()
+        self.periodic = periodic or []  # housekeeping, run with the overdue-step recovery
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._active: dict[Future[None], _Execution] = {}
@@ -153,6 +155,8 @@ class Worker:
             while not self._stop.is_set():
                 if time.monotonic() >= next_recovery:
                     self._safely(self.engine.recover_overdue)
+                    for task in self.periodic:
+                        self._safely(task)
                     next_recovery = time.monotonic() + self.settings.recover_every_seconds
                 claimed_any = self._claim_into(pool)
                 self._active = {f: e for f, e in self._active.items() if not f.done()}

@@ -109,13 +109,24 @@ class SqlPromotionRepository(SqlRepository[Promotion]):
         )
         return [self._to_domain(r) for r in execute(self._conn, stmt)]
 
-    def set_state(self, promotion_id: uuid.UUID, state: PromotionState, now: datetime) -> None:
-        stmt = (
-            update(self.table)
-            .where(self.table.c.id == promotion_id)
-            .values(state=state.value, updated_at=now)
+    def set_state(
+        self,
+        promotion_id: uuid.UUID,
+        state: PromotionState,
+        now: datetime,
+        run_id: uuid.UUID | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"state": state.value, "updated_at": now}
+        if run_id is not None:
+            values["run_id"] = run_id
+        execute(
+            self._conn, update(self.table).where(self.table.c.id == promotion_id).values(values)
         )
-        execute(self._conn, stmt)
+
+    def deploying(self) -> list[Promotion]:
+        """Promotions of every tenant whose workflow run is under way."""
+        stmt = self.table.select().where(self.table.c.state == PromotionState.DEPLOYING.value)
+        return [self._to_domain(r) for r in execute(self._conn, stmt.order_by(self.table.c.id))]
 
     def _next_seq(self, table: Any, promotion_id: uuid.UUID) -> int:
         stmt = select(func.coalesce(func.max(table.c.seq), 0)).where(

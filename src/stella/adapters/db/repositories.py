@@ -112,6 +112,7 @@ class SqlEnvironmentRepository(SqlRepository[Environment]):
             freeze_windows=tuple(FreezeWindow(**w) for w in m["freeze_windows"]),
             created_at=m["created_at"],
             updated_at=m["updated_at"],
+            promotion_workflow=m["promotion_workflow"],
         )
 
     def _to_row(self, entity: Environment) -> dict[str, Any]:

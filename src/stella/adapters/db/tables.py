@@ -124,6 +124,7 @@ environments = Table(
     Column("approval_policy", JsonDocument, nullable=False),
     Column("freeze_windows", JsonDocument, nullable=False),
     *_timestamps(),
+    Column("promotion_workflow", String(128), nullable=True),  # added in revision 0003
     UniqueConstraint("tenant_id", "slug"),
     UniqueConstraint("tenant_id", "promotion_order"),
 )
@@ -345,6 +346,7 @@ promotions = Table(
     Column("requested_at", UtcDateTime, nullable=False),
     Column("state", String(24), nullable=False),  # current state; history in promotion_events
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("run_id", Uuid, nullable=True),  # the promotion workflow's run, once approved
     Index(None, "tenant_id", "id"),
     Index(None, "tenant_id", "target_environment_id", "state", "id"),
     Index(None, "tenant_id", "release_id", "target_environment_id"),

@@ -28,6 +28,13 @@ APPEND_ONLY = (
 
 
 def upgrade() -> None:
+    # ALTER TABLE is not routed through schema_translate_map: name the schema on PostgreSQL
+    schema = "release" if op.get_bind().dialect.name == "postgresql" else None
+    op.add_column(
+        "environments",
+        sa.Column("promotion_workflow", sa.String(128), nullable=True),
+        schema=schema,
+    )
     op.create_table(
         "promotions",
         sa.Column("id", sa.Uuid, primary_key=True),
@@ -50,6 +57,7 @@ def upgrade() -> None:
             "state", sa.String(24), nullable=False
         ),  # current state; history in promotion_events
         sa.Column("updated_at", UtcDateTime, nullable=False),
+        sa.Column("run_id", sa.Uuid, nullable=True),
         sa.Index(None, "tenant_id", "id"),
         sa.Index(None, "tenant_id", "target_environment_id", "state", "id"),
         sa.Index(None, "tenant_id", "release_id", "target_environment_id"),
