@@ -21,6 +21,15 @@ def estate(api, registry_url, repository):
     return build_estate(api, registry_url, repository)
 
 
+@pytest.fixture(autouse=True)
+def every_decision_replays(api):
+    """After each test, every promotion of the test's tenant replays identically."""
+    yield
+    for promotion in api.get("/promotions", params={"limit": 500}).json()["items"]:
+        replayed = api.post(f"/promotions/{promotion['id']}/replay").json()
+        assert replayed["identical"] is True, (promotion["id"], replayed)
+
+
 def promote(api, release_id, target, **extra):
     response = api.post(
         "/promotions", {"release_id": release_id, "target_environment": target, **extra}

@@ -219,3 +219,47 @@ def test_run_events_and_template_versions_cannot_be_rewritten(api, database, sql
         _statement(database, sql)
     events = api.get(f"/workflow-runs/{run['id']}/events").json()["items"]
     assert events[0]["message"].startswith("run of kept v1 created")
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        "promotion_events",
+        "approvals",
+        "promotion_evaluations",
+        "promotion_overrides",
+        "decisions",
+        "policies",
+    ],
+)
+def test_promotion_history_cannot_be_rewritten_in_the_database(
+    api, registry_url, repository, database, table
+):
+    from tests.support.promotions import build_estate
+
+    estate = build_estate(api, registry_url, repository)
+    promotion = api.post(
+        "/promotions", {"release_id": estate.release_id, "target_environment": "dev"}
+    ).json()
+    if table == "promotion_overrides":
+        api.patch("/environments/dev", {"gates": ["freeze_window"], "state": "frozen"})
+        stage = api.post(
+            "/promotions", {"release_id": estate.release_id, "target_environment": "stage"}
+        ).json()
+        api.post(
+            f"/promotions/{stage['id']}/override",
+            {"gate": "freeze_window", "reason": "testing break-glass"},
+        )
+    for verb in ("UPDATE {p}" + table + " SET {col} = {col}", "DELETE FROM {p}" + table):
+        column = (
+            "reason"
+            if table in {"promotion_events", "promotion_overrides", "decisions"}
+            else (
+                "comment"
+                if table == "approvals"
+                else ("outcome" if table == "promotion_evaluations" else "name")
+            )
+        )
+        with pytest.raises(DBAPIError, match="append-only"):
+            _statement(database, verb.replace("{col}", column))
+    assert api.get(f"/promotions/{promotion['id']}").json()["state"] == "approved"
