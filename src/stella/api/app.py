@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import text
@@ -20,6 +22,7 @@ from stella.api.routes import (
     workflows,
 )
 from stella.bootstrap import Container
+from stella.services.specs import WorkflowSpec
 
 API_PREFIX = "/api/v1"
 
@@ -30,6 +33,24 @@ _LANDING = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 OpenAPI document: <a href="/openapi.json">/openapi.json</a>.</p>
 <p>Use the <code>stella</code> CLI with <code>STELLA_URL</code> and <code>STELLA_TOKEN</code>.</p>
 </body></html>"""
+
+
+def _document_raw_bodies(app: FastAPI) -> None:
+    """Add the schemas of bodies that routes parse themselves (YAML or JSON) to the document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        extra = WorkflowSpec.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(extra.pop("$defs", {}))
+        schemas["WorkflowSpec"] = extra
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(container: Container) -> FastAPI:
@@ -71,6 +92,8 @@ def create_app(container: Container) -> FastAPI:
                 503, "Not ready", "the database is unavailable", headers={"Retry-After": "5"}
             )
         return JSONResponse({"status": "ready", "database": container.engine.dialect.name})
+
+    _document_raw_bodies(app)
 
     @app.get("/", include_in_schema=False)
     def landing() -> HTMLResponse:

@@ -202,7 +202,7 @@ def _parse_workflow(raw: bytes, content_type: str) -> WorkflowSpec:
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": WorkflowSpec.model_json_schema()},
+                "application/json": {"schema": {"$ref": "#/components/schemas/WorkflowSpec"}},
                 "application/yaml": {"schema": {"type": "string"}},
             },
         }
