@@ -73,3 +73,11 @@ def test_unknown_route_is_a_problem_document(api):
     response = api.get("/nothing-here")
     assert response.status_code == 404
     assert response.json()["status"] == 404
+
+
+def test_numbers_beyond_the_database_range_are_422_not_500(api):
+    """Regression: schemathesis found a 500 for a version beyond PostgreSQL's integer range."""
+    assert api.get("/workflows/x/versions/2323086496").status_code == 422
+    response = api.post("/environments", {"name": "X", "slug": "x", "promotion_order": 99999999999})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "promotion_order"

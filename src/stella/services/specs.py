@@ -42,7 +42,7 @@ class FreezeWindowSpec(Spec):
 class EnvironmentSpec(Spec):
     name: str = NAME
     slug: str = Field(min_length=1, max_length=63)
-    promotion_order: int
+    promotion_order: int = Field(le=1_000_000)
     is_production: bool = False
     description: str = Field(default="", max_length=2000)
     gates: list[GateName] = Field(default_factory=list)
@@ -57,7 +57,7 @@ class EnvironmentSpec(Spec):
 
 class EnvironmentPatch(Spec):
     name: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[^\s/][^/]*$")
-    promotion_order: int | None = None
+    promotion_order: int | None = Field(default=None, le=1_000_000)
     is_production: bool | None = None
     description: str | None = Field(default=None, max_length=2000)
     gates: list[GateName] | None = None
@@ -178,7 +178,7 @@ class WorkflowSpec(Spec):
 
 class RunSpec(Spec):
     workflow: str = Field(min_length=1, max_length=128)
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=1_000_000)
     inputs: dict[str, Any] = Field(default_factory=dict)
 
 

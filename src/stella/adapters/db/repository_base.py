@@ -18,9 +18,9 @@ from sqlalchemy import (
     insert,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
-from stella.domain.errors import Conflict, StorageUnavailable
+from stella.domain.errors import Conflict, StorageUnavailable, ValidationFailed
 from stella.domain.pagination import Page, PageRequest, encode_cursor
 
 E = TypeVar("E")
@@ -41,6 +41,11 @@ def execute(conn: Connection, statement: Executable) -> CursorResult[Any]:
     except IntegrityError as exc:
         msg = "this conflicts with an existing record (duplicate name, slug or order)"
         raise Conflict(msg) from exc
+    except DataError as exc:
+        # e.g. a number beyond PostgreSQL's integer range that no validator bounded
+        raise ValidationFailed.single(
+            "request", "a value is out of the range Stella stores"
+        ) from exc
     except OperationalError as exc:
         if _is_connection_error(exc):
             msg = "the database is unavailable; retry shortly"

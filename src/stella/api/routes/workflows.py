@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import yaml
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import Path as FastPath
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -240,7 +241,12 @@ def get_workflow(container: ContainerDep, ctx: Ctx, name: str) -> WorkflowOut:
 
 
 @router.get("/workflows/{name}/versions/{version}")
-def get_workflow_version(container: ContainerDep, ctx: Ctx, name: str, version: int) -> WorkflowOut:
+def get_workflow_version(
+    container: ContainerDep,
+    ctx: Ctx,
+    name: str,
+    version: Annotated[int, FastPath(ge=1, le=1_000_000)],
+) -> WorkflowOut:
     with container.read_uow() as uow:
         return WorkflowOut.of(svc.get_template(uow, ctx.principal.tenant_id, name, version))
 
