@@ -46,6 +46,7 @@ def test_no_operation_answers_a_server_error(tmp_path, kind):
             ],
             capture_output=True,
             text=True,
+            cwd=tmp_path,  # schemathesis keeps its state in the working directory
             timeout=600,
             check=False,
         )
