@@ -15,36 +15,10 @@ import yaml
 from tests.conftest import REGISTRY, create_database, drop_database, free_port
 from tests.support.live import STELLA, start_server
 from tests.support.oci import push_image
-from tests.support.promotions import PROD_RULES
+from tests.support.promotions import ALWAYS_FROZEN, PROD_RULES, pipeline
 
 ESTATE = {
-    "environments": [
-        {"name": "Dev", "slug": "dev", "promotion_order": 1},
-        {
-            "name": "Stage",
-            "slug": "stage",
-            "promotion_order": 2,
-            "gates": ["previous_environment", "security", "approval"],
-            "approval_policy": {"required_approvals": 1},
-        },
-        {
-            "name": "Prod",
-            "slug": "prod",
-            "promotion_order": 3,
-            "is_production": True,
-            "policies": ["prod-rules"],
-            "approval_policy": {"required_approvals": 2, "separation_of_duties": True},
-            "freeze_windows": [
-                {
-                    "name": "always",
-                    "rrule": "FREQ=DAILY",
-                    "start": "2026-01-01T00:00:00",
-                    "duration": "24h",
-                    "timezone": "UTC",
-                }
-            ],
-        },
-    ],
+    "environments": pipeline([ALWAYS_FROZEN]),
     "components": [{"name": "api", "repository": f"{REGISTRY}/app/promo"}],
     "targets": [{"name": "prod-1", "environment": "prod", "type": "docker_host"}],
 }

@@ -25,6 +25,39 @@ deny contains msg if {
 """
 
 
+YEAR_END = {"name": "year-end", "start": "2026-12-20T00:00:00Z", "end": "2027-01-04T00:00:00Z"}
+ALWAYS_FROZEN = {
+    "name": "always",
+    "rrule": "FREQ=DAILY",
+    "start": "2026-01-01T00:00:00",
+    "duration": "24h",
+    "timezone": "UTC",
+}
+
+
+def pipeline(prod_windows: list[dict]) -> list[dict]:
+    """dev (no approvals) → stage (1 approval) → prod (2 approvals, SoD, prod-rules policy)."""
+    return [
+        {"name": "Dev", "slug": "dev", "promotion_order": 1},
+        {
+            "name": "Stage",
+            "slug": "stage",
+            "promotion_order": 2,
+            "gates": ["previous_environment", "security", "approval"],
+            "approval_policy": {"required_approvals": 1},
+        },
+        {
+            "name": "Prod",
+            "slug": "prod",
+            "promotion_order": 3,
+            "is_production": True,
+            "policies": ["prod-rules"],
+            "approval_policy": {"required_approvals": 2, "separation_of_duties": True},
+            "freeze_windows": prod_windows,
+        },
+    ]
+
+
 @dataclass
 class Estate:
     release_id: str
@@ -50,28 +83,7 @@ def build_estate(
         200,
         201,
     )
-    environments = [
-        {"name": "Dev", "slug": "dev", "promotion_order": 1},
-        {
-            "name": "Stage",
-            "slug": "stage",
-            "promotion_order": 2,
-            "gates": ["previous_environment", "security", "approval"],
-            "approval_policy": {"required_approvals": 1},
-        },
-        {
-            "name": "Prod",
-            "slug": "prod",
-            "promotion_order": 3,
-            "is_production": True,
-            "policies": ["prod-rules"],
-            "approval_policy": {"required_approvals": 2, "separation_of_duties": True},
-            "freeze_windows": prod_windows
-            or [
-                {"name": "year-end", "start": "2026-12-20T00:00:00Z", "end": "2027-01-04T00:00:00Z"}
-            ],
-        },
-    ]
+    environments = pipeline(prod_windows or [YEAR_END])
     for env in environments:
         assert api.post("/environments", env).status_code == 201
     assert (
