@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from stella.adapters.db.engine import make_engine
 from stella.adapters.db.run_store import SqlRunStore
 from stella.adapters.db.unit_of_work import SqlAlchemyUnitOfWork
+from stella.adapters.metrics import PrometheusMetrics
 from stella.adapters.policy.rego import RegoPolicyEvaluator
 from stella.adapters.registry.connectors import connector_factory
 from stella.adapters.secrets import resolve_secret
@@ -76,7 +77,12 @@ class Container:
         )
         promotions = self.promotions
         clock = self.clock
-        return Worker(engine, settings, periodic=[lambda: settle_deployments(promotions, clock)])
+        return Worker(
+            engine,
+            settings,
+            periodic=[lambda: settle_deployments(promotions, clock)],
+            metrics=PrometheusMetrics(),
+        )
 
 
 def build_container(settings: Settings, engine: Engine | None = None) -> Container:
@@ -109,6 +115,8 @@ def build_container(settings: Settings, engine: Engine | None = None) -> Contain
         run_store=run_store,
         templates=templates,
         advancer=advancer,
-        promotions=PromotionServices(uow, RegoPolicyEvaluator(), signing_key, start_run),
+        promotions=PromotionServices(
+            uow, RegoPolicyEvaluator(), signing_key, start_run, PrometheusMetrics()
+        ),
         signing_key=signing_key,
     )

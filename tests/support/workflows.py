@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from stella.adapters.metrics import PrometheusMetrics
 from stella.services.promotions import settle_deployments
 from stella.services.workflow_engine import WorkflowEngine
 from stella.worker.runner import Worker, WorkerSettings
@@ -38,6 +39,7 @@ def start_worker(
             workdir=workdir,
         ),
         periodic=[lambda: settle_deployments(container.promotions, container.clock)],
+        metrics=PrometheusMetrics(),
     )
     worker.start()
     return worker

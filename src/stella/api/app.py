@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import text
 
 import stella
+from stella.adapters.metrics import exposition
 from stella.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from stella.api.problems import install_problem_handlers, problem
 from stella.api.routes import (
@@ -94,6 +95,12 @@ def create_app(container: Container) -> FastAPI:
         return JSONResponse({"status": "ready", "database": container.engine.dialect.name})
 
     _document_raw_bodies(app)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus text exposition (no token: scrape it from inside the network)."""
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/", include_in_schema=False)
     def landing() -> HTMLResponse:

@@ -10,6 +10,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from stella.adapters.metrics import observe_request
 from stella.logging_setup import request_id_var
 
 log = logging.getLogger("stella.api")
@@ -44,6 +45,9 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            observe_request(
+                scope["method"], _route_template(scope), status, time.perf_counter() - started
+            )
             log.info(
                 "request",
                 extra={
@@ -54,6 +58,17 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+
+def _route_template(scope: Scope) -> str:
+    """`/api/v1/promotions/{ref}` rather than the concrete path: bounded metric labels."""
+    route = getattr(scope.get("route"), "path", None)
+    if route is None:
+        return "unmatched"
+    prefix = "/api/v1"
+    if scope["path"].startswith(prefix) and not str(route).startswith(prefix):
+        return prefix + str(route)  # routes of included routers carry their path without the prefix
+    return str(route)
 
 
 class BodyLimitMiddleware:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +31,7 @@ from stella.domain.tenancy import Permission, Principal, Role
 from stella.domain.workflow_runs import WorkflowRun
 from stella.services import gates, workflows
 from stella.services.context import CallContext, record, require
+from stella.services.metrics import Metrics, NoMetrics
 from stella.services.ports import DecisionSigner, UnitOfWork, UnitOfWorkFactory
 from stella.services.specs import OverrideSpec, PromotionSpec, RunSpec
 
@@ -46,6 +47,7 @@ class PromotionServices:
     evaluator: gates.PolicyEvaluator
     signer: DecisionSigner
     start_run: StartRun | None = None
+    metrics: Metrics = field(default_factory=NoMetrics)
 
 
 def _release(uow: UnitOfWork, tenant_id: uuid.UUID, ref: str) -> Release:
@@ -260,6 +262,9 @@ def _evaluate(
     results = gates.evaluate(context, services.evaluator)
     state_name, reason = gates.outcome(context, results)
     state = PromotionState(state_name)
+    for result in results:
+        services.metrics.gate_evaluated(result.gate, result.passed)
+    services.metrics.promotion_settled(promotion.target_environment, state_name)
     result_docs = [r.to_json() for r in results]
     evaluation_id = uow.promotions.add_evaluation(
         promotion.id, context, result_docs, state_name, reason, now
@@ -539,14 +544,14 @@ def _differences(
                 }
             )
             continue
-        for field in ("passed", "pending", "reason", "details", "inputs_digest"):
-            if canonical_json(old.get(field)) != canonical_json(new.get(field)):
+        for key in ("passed", "pending", "reason", "details", "inputs_digest"):
+            if canonical_json(old.get(key)) != canonical_json(new.get(key)):
                 found.append(
                     {
                         "gate": old["gate"],
-                        "field": field,
-                        "recorded": old.get(field),
-                        "replayed": new.get(field),
+                        "field": key,
+                        "recorded": old.get(key),
+                        "replayed": new.get(key),
                     }
                 )
     return found

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from stella.services.circuit_breaker import CircuitBreaker
+from stella.services.metrics import Metrics, NoMetrics
 from stella.services.steps import StepContext, StepResult
 from stella.services.workflow_engine import ClaimedStep, WorkflowEngine
 
@@ -96,6 +97,7 @@ class _Execution:
             workdir=self.worker.settings.workdir,
             started_at=engine.clock(),
         )
+        started = time.monotonic()
         try:
             result = provider.rollback(context) if claimed.rollback else provider.execute(context)
         except Exception as exc:  # a provider bug must not kill the worker
@@ -103,6 +105,7 @@ class _Execution:
             result = StepResult("failed", error=f"{type(exc).__name__}: {exc}")
         if guarded:
             breaker.record(claimed.step_type, result.status != "failed")
+        self.worker.metrics.step_finished(claimed.step_type, time.monotonic() - started)
         return result
 
     def _renew(self, stop: threading.Event) -> None:
@@ -130,11 +133,13 @@ class Worker:
         settings: WorkerSettings,
         breaker: CircuitBreaker | None = None,
         periodic: list[Callable[[], object]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.breaker = breaker or CircuitBreaker()
         self.periodic = periodic or []  # housekeeping, run with the overdue-step recovery
+        self.metrics = metrics or NoMetrics()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._active: dict[Future[None], _Execution] = {}
