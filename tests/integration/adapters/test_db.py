@@ -241,15 +241,19 @@ def test_promotion_history_cannot_be_rewritten_in_the_database(
     promotion = api.post(
         "/promotions", {"release_id": estate.release_id, "target_environment": "dev"}
     ).json()
-    if table == "promotion_overrides":
-        api.patch("/environments/dev", {"gates": ["freeze_window"], "state": "frozen"})
-        stage = api.post(
-            "/promotions", {"release_id": estate.release_id, "target_environment": "stage"}
-        ).json()
-        api.post(
-            f"/promotions/{stage['id']}/override",
-            {"gate": "freeze_window", "reason": "testing break-glass"},
-        )
+    # every history table gets at least one row, so UPDATE and DELETE have something to refuse
+    stage = api.post(
+        "/promotions", {"release_id": estate.release_id, "target_environment": "stage"}
+    ).json()
+    api.post(f"/promotions/{stage['id']}/approve", token=estate.approvers[0])
+    api.patch("/environments/prod", {"state": "frozen"})
+    prod = api.post(
+        "/promotions", {"release_id": estate.release_id, "target_environment": "prod"}
+    ).json()
+    api.post(
+        f"/promotions/{prod['id']}/override",
+        {"gate": "freeze_window", "reason": "testing break-glass"},
+    )
     for verb in ("UPDATE {p}" + table + " SET {col} = {col}", "DELETE FROM {p}" + table):
         column = (
             "reason"
