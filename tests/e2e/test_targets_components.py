@@ -200,3 +200,40 @@ def test_integration_connection_test_reaches_the_registry(api, registry_url):
     dead = api.post("/integrations/dead/test")
     assert dead.status_code == 502
     assert "127.0.0.1:9" in dead.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("reference", "fragment"),
+    [
+        ("env:STELLA_DATABASE_URL", "names Stella's own configuration"),
+        ("file:{home}/keys/decision-ed25519.pem", "outside the secret folders"),
+        ("file:/etc/passwd", "outside the secret folders"),
+    ],
+    ids=["stella-config", "signing-key", "system-file"],
+)
+def test_secret_references_cannot_reach_stellas_own_secrets(api, container, reference, fragment):
+    """A tenant admin must not be able to send the signing key or the database URL to a host of
+    their choosing as registry credentials."""
+    reference = reference.format(home=container.settings.home.resolve())
+    api.post(
+        "/integrations",
+        {
+            "type": "registry",
+            "name": "exfil",
+            "url": "http://127.0.0.1:9",
+            "credentials_ref": reference,
+        },
+    )
+    response = api.post("/integrations/exfil/test")
+    assert response.status_code == 502
+    assert fragment in response.json()["detail"]
+    assert "PRIVATE KEY" not in response.text
+
+
+def test_file_secret_references_read_the_first_line_inside_the_secret_folder(monkeypatch, tmp_path):
+    from stella.adapters.secrets import resolve_secret
+
+    (tmp_path / "registry").write_text("user:s3cret\nsecond line\n")
+    monkeypatch.setenv("STELLA_SECRET_DIRS", str(tmp_path))
+    assert resolve_secret(f"file:{tmp_path}/registry") == "user:s3cret"
+    assert resolve_secret(f"file:{tmp_path}/../{tmp_path.name}/registry") == "user:s3cret"

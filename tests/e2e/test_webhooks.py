@@ -124,7 +124,7 @@ def test_unknown_integration_is_404(api):
 
 
 def test_secret_by_reference_is_read_from_the_environment(api, monkeypatch):
-    monkeypatch.setenv("STELLA_TEST_HOOK_SECRET", "s3cret-value")
+    monkeypatch.setenv("STELLA_SECRET_TEST_HOOK", "s3cret-value")
     api.post("/components", {"name": "api", "repository": f"{REGISTRY}/app/api"})
     created = api.post(
         "/integrations",
@@ -132,7 +132,7 @@ def test_secret_by_reference_is_read_from_the_environment(api, monkeypatch):
             "type": "registry",
             "name": "ref",
             "url": f"http://{REGISTRY}",
-            "webhook_secret_ref": "env:STELLA_TEST_HOOK_SECRET",
+            "webhook_secret_ref": "env:STELLA_SECRET_TEST_HOOK",
         },
     ).json()
     assert created["webhook_secret"] is None

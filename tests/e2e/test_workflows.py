@@ -698,7 +698,7 @@ def test_repeated_failures_of_a_step_type_open_its_circuit(api, container, tmp_p
 
 
 def test_script_env_secret_references_are_resolved_late_and_masked(api, worker, monkeypatch):
-    monkeypatch.setenv("STELLA_TEST_DEPLOY_TOKEN", "s3cr3t-value")
+    monkeypatch.setenv("STELLA_SECRET_TEST_DEPLOY_TOKEN", "s3cr3t-value")
     save(
         api,
         {
@@ -710,14 +710,14 @@ def test_script_env_secret_references_are_resolved_late_and_masked(api, worker, 
                     "type": "script",
                     "config": {
                         "command": "echo token=$TOKEN; echo seen=$TOKEN >> $STELLA_OUTPUT",
-                        "env": {"TOKEN": "env:STELLA_TEST_DEPLOY_TOKEN", "PLAIN": "visible"},
+                        "env": {"TOKEN": "env:STELLA_SECRET_TEST_DEPLOY_TOKEN", "PLAIN": "visible"},
                     },
                 }
             ],
         },
     )
     template = api.get("/workflows/secretive").json()
-    assert template["steps"][0]["config"]["env"]["TOKEN"] == "env:STELLA_TEST_DEPLOY_TOKEN"
+    assert template["steps"][0]["config"]["env"]["TOKEN"] == "env:STELLA_SECRET_TEST_DEPLOY_TOKEN"
     run = wait_for_run(api, start(api, "secretive"))
     assert run["state"] == "succeeded"
     detail = api.get(f"/workflow-runs/{run['id']}/steps/use").json()
@@ -739,7 +739,7 @@ def test_unresolvable_secret_reference_fails_the_step_without_retry(api, worker)
                     "retry": {"max_attempts": 3, "backoff": "10ms"},
                     "config": {
                         "command": "true",
-                        "env": {"TOKEN": "env:STELLA_TEST_NOT_SET_ANYWHERE"},
+                        "env": {"TOKEN": "env:STELLA_SECRET_TEST_NOT_SET"},
                     },
                 }
             ],
@@ -748,4 +748,4 @@ def test_unresolvable_secret_reference_fails_the_step_without_retry(api, worker)
     run = wait_for_run(api, start(api, "nosecret"))
     assert run["state"] == "failed"
     assert step(run, "use")["attempts"] == 1
-    assert "env:STELLA_TEST_NOT_SET_ANYWHERE is not set" in step(run, "use")["error"]
+    assert "env:STELLA_SECRET_TEST_NOT_SET is not set" in step(run, "use")["error"]

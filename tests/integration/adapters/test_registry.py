@@ -534,7 +534,7 @@ def test_basic_auth_credentials_come_from_the_integration_credentials_ref(
 ):
     registry = htpasswd_registry
     pushed = push_image(registry.url, repository, "v1", "via-ref", auth=(USER, PASSWORD))
-    monkeypatch.setenv("STELLA_TEST_REGISTRY_CREDENTIALS", f"{USER}:{PASSWORD}")
+    monkeypatch.setenv("STELLA_SECRET_TEST_REGISTRY_CREDENTIALS", f"{USER}:{PASSWORD}")
     now = datetime.now(UTC)
     integration = Integration(
         id=uuid.uuid4(),
@@ -542,7 +542,7 @@ def test_basic_auth_credentials_come_from_the_integration_credentials_ref(
         type=IntegrationType.REGISTRY,
         name="htpasswd-registry",
         url=registry.url,
-        credentials_ref="env:STELLA_TEST_REGISTRY_CREDENTIALS",
+        credentials_ref="env:STELLA_SECRET_TEST_REGISTRY_CREDENTIALS",
         webhook_secret_ref=None,
         webhook_secret_hash=None,
         config={},

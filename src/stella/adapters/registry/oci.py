@@ -161,6 +161,15 @@ class OciRegistryClient:
         if urlsplit(realm).scheme not in {"http", "https"}:
             msg = f"registry {self._host} sent an unusable auth challenge"
             raise UpstreamUnavailable(msg)
+        realm_url = urlsplit(realm)
+        cleartext = realm_url.scheme == "http" and not is_loopback(realm_url.netloc)
+        if self._credentials and cleartext and realm_url.netloc != urlsplit(self._base).netloc:
+            # a registry must not be able to collect our credentials over plain HTTP elsewhere
+            msg = (
+                f"registry {self._host} asks for credentials at {realm_url.netloc} over plain "
+                "HTTP; they are only sent over HTTPS"
+            )
+            raise UpstreamUnavailable(msg)
         if scope:
             params["scope"] = scope
         auth = httpx.BasicAuth(*self._credentials) if self._credentials else None
