@@ -749,3 +749,39 @@ def test_unresolvable_secret_reference_fails_the_step_without_retry(api, worker)
     assert run["state"] == "failed"
     assert step(run, "use")["attempts"] == 1
     assert "env:STELLA_SECRET_TEST_NOT_SET is not set" in step(run, "use")["error"]
+
+
+def test_expressions_over_odd_values_never_jam_the_engine(api, worker):
+    """Regression (review): contains(object, list) raised inside the claim and starved every run."""
+    save(
+        api,
+        {
+            "name": "odd",
+            "on_failure": "stop",
+            "inputs": [{"name": "o", "type": "object"}, {"name": "l", "type": "array"}],
+            "steps": [
+                {
+                    "id": "a",
+                    "type": "script",
+                    "config": {"command": "echo ${{ contains(inputs.o, inputs.l) }}"},
+                },
+                {
+                    "id": "b",
+                    "type": "wait",
+                    "depends_on": ["a"],
+                    "config": {"duration": "0s"},
+                    "when": "contains(inputs.o, inputs.l)",
+                },
+            ],
+        },
+    )
+    odd = start(api, "odd", o={"k": 1}, l=[1, 2])
+    save(
+        api,
+        {"name": "healthy", "steps": [{"id": "a", "type": "wait", "config": {"duration": "0s"}}]},
+    )
+    healthy = start(api, "healthy")
+    assert wait_for_run(api, healthy)["state"] == "succeeded"
+    run = wait_for_run(api, odd)
+    assert run["state"] == "succeeded"
+    assert (step(run, "a")["state"], step(run, "b")["state"]) == ("succeeded", "skipped")

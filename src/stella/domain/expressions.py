@@ -246,7 +246,10 @@ def evaluate(node: Node, context: dict[str, Any]) -> Any:
     if isinstance(node, Unary):
         return not truthy(evaluate(node.operand, context))
     if isinstance(node, Call):
-        return _FUNCTIONS[node.name](*(evaluate(a, context) for a in node.args))
+        try:
+            return _FUNCTIONS[node.name](*(evaluate(a, context) for a in node.args))
+        except (TypeError, ValueError):
+            return False  # e.g. contains(object, list): a predicate over odd values is false
     return _binary(node, context)
 
 

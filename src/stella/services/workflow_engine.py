@@ -213,7 +213,10 @@ class RunAdvancer:
     def _should_run(self, tx: RunTransaction, spec: StepSpec) -> bool:
         if not spec.when:
             return True
-        return truthy(evaluate(parse_expression(spec.when), expression_context(tx, spec)))
+        try:
+            return truthy(evaluate(parse_expression(spec.when), expression_context(tx, spec)))
+        except (ExpressionError, TypeError, ValueError):
+            return False  # a condition that cannot be evaluated does not hold
 
     def fail(self, tx: RunTransaction, step: RunStep, result: StepResult) -> None:
         """A failed attempt: retry with backoff when allowed, else fail the step and the run."""
@@ -358,7 +361,7 @@ class WorkflowEngine:
         spec = template.step(step.step_id)
         try:
             config = render_template(spec.config, expression_context(tx, spec))
-        except ExpressionError as exc:
+        except (ExpressionError, TypeError, ValueError) as exc:
             tx.update_step(step.step_id, state=StepState.RUNNING, attempts=step.attempts + 1)
             failed = StepResult("failed", error=f"bad expression: {exc}", retryable=False)
             self.advancer.fail(tx, tx.step(step.step_id), failed)
@@ -522,7 +525,13 @@ class WorkflowEngine:
             return None
         step = candidates[0]
         spec = template.step(step.step_id)
-        config = render_template(spec.config, expression_context(tx, spec))
+        try:
+            config = render_template(spec.config, expression_context(tx, spec))
+        except (ExpressionError, TypeError, ValueError) as exc:
+            error = f"rollback failed: bad expression: {exc}"
+            tx.update_step(step.step_id, error=error)
+            tx.event("step.rollback_failed", f"step {step.step_id} {error}", now, step.step_id)
+            return self._next_rollback(tx)
         tx.update_run(lease_expires_at=now + self.lease)
         tx.event(
             "step.rolling_back",
