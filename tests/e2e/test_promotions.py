@@ -442,3 +442,37 @@ def test_a_missing_promotion_workflow_fails_the_promotion_with_the_reason(api, e
     assert dev["state"] == "failed"
     last = api.get(f"/promotions/{dev['id']}/events").json()["items"][-1]
     assert last["reason"] == "could not start workflow not-there: workflow 'not-there' not found"
+
+
+def test_racing_requests_for_the_same_promotion_create_only_one(api, estate, container):
+    """Regression (review): two concurrent requests both passed the duplicate check."""
+    from stella.domain.tenancy import Principal, Role
+    from stella.services.context import CallContext
+    from stella.services.promotions import request_promotion
+    from stella.services.specs import PromotionSpec
+
+    ctx = CallContext(
+        Principal(api.issued.user.id, api.issued.user.tenant_id, "admin", Role.ADMIN),
+        None,
+        container.clock,
+    )
+    outcomes: list[str] = []
+
+    def request():
+        try:
+            request_promotion(
+                container.promotions,
+                ctx,
+                PromotionSpec(release_id=estate.release_id, target_environment="dev"),
+            )
+            outcomes.append("created")
+        except Exception as exc:  # noqa: BLE001 - counted below
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=request) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["Conflict"] * 7 + ["created"]
+    assert len(api.get("/promotions").json()["items"]) == 1

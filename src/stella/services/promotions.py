@@ -103,6 +103,7 @@ def request_promotion(
     require(ctx, Permission.MANAGE_RELEASES, services.uow, "request promotions")
     with services.uow() as uow:
         release = _release(uow, ctx.principal.tenant_id, spec.release_id)
+        uow.releases.lock(release.id)  # two racing requests for one release are serialised here
         source, target = _environments(uow, ctx, spec)
         for earlier in uow.promotions.into(ctx.principal.tenant_id, release.id, target.id):
             if earlier.state.is_open or earlier.state in {

@@ -321,6 +321,11 @@ class SqlReleaseRepository(SqlRepository[Release]):
         found = self._load(list(execute(self._conn, stmt).all()))
         return found[0] if found else None
 
+    def lock(self, release_id: uuid.UUID) -> None:
+        """Hold the release's row until the transaction ends (FOR UPDATE; SQLite: no-op)."""
+        stmt = select(self.table.c.id).where(self.table.c.id == release_id).with_for_update()
+        execute(self._conn, stmt)
+
     def exists(self, tenant_id: uuid.UUID, name: str, version: str) -> bool:
         c = self.table.c
         stmt = select(
