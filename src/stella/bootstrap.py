@@ -102,6 +102,9 @@ def build_container(settings: Settings, engine: Engine | None = None) -> Contain
     def start_run(ctx: CallContext, spec: RunSpec) -> WorkflowRun:
         return workflows.start_run(uow, ctx, spec, run_store, advancer)
 
+    def cancel_run(ctx: CallContext, run_id: str) -> None:
+        workflows.cancel_run(uow, ctx, run_id, run_store, advancer)
+
     signing_key = SigningKey.load_or_create(settings.keys_dir)
     return Container(
         settings=settings,
@@ -116,7 +119,7 @@ def build_container(settings: Settings, engine: Engine | None = None) -> Contain
         templates=templates,
         advancer=advancer,
         promotions=PromotionServices(
-            uow, RegoPolicyEvaluator(), signing_key, start_run, PrometheusMetrics()
+            uow, RegoPolicyEvaluator(), signing_key, start_run, cancel_run, PrometheusMetrics()
         ),
         signing_key=signing_key,
     )

@@ -47,6 +47,7 @@ class PromotionServices:
     evaluator: gates.PolicyEvaluator
     signer: DecisionSigner
     start_run: StartRun | None = None
+    cancel_run: Callable[[CallContext, str], None] | None = None
     metrics: Metrics = field(default_factory=NoMetrics)
 
 
@@ -624,10 +625,11 @@ def _start_deployment(services: PromotionServices, ctx: CallContext, ref: str) -
             f"workflow {target.promotion_workflow} run {run.id} started",
             run.id,
         )
-    except StellaError as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever stops the start, the promotion must not hang in approved
+        detail = exc.detail if isinstance(exc, StellaError) else type(exc).__name__
         state, reason, run_id = (
             PromotionState.FAILED,
-            f"could not start workflow {target.promotion_workflow}: {exc.detail}",
+            f"could not start workflow {target.promotion_workflow}: {detail}",
             None,
         )
     with services.uow() as uow:
@@ -638,6 +640,10 @@ def _start_deployment(services: PromotionServices, ctx: CallContext, ref: str) -
                 locked.id, "approved", str(state), None, system.principal.name, reason, ctx.clock()
             )
             uow.commit()
+            run_id = None
+    if run_id is not None and services.cancel_run is not None:
+        # the promotion was cancelled while its run was starting: stop the run, record why
+        services.cancel_run(system, str(run_id))
     return get_promotion(services.uow, ctx, ref)
 
 
