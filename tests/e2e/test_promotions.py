@@ -476,3 +476,38 @@ def test_racing_requests_for_the_same_promotion_create_only_one(api, estate, con
         thread.join(timeout=60)
     assert sorted(outcomes) == ["Conflict"] * 7 + ["created"]
     assert len(api.get("/promotions").json()["items"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fragment"),
+    [
+        (lambda e: e | {"signatures": None}, "no list of signatures"),
+        (lambda e: e | {"signatures": [dict(e["signatures"][0], sig=5)]}, "does not match"),
+        (
+            lambda e: (
+                e | {"signatures": [dict(e["signatures"][0], sig=e["signatures"][0]["sig"] + "!!")]}
+            ),
+            "does not match",
+        ),
+        (lambda e: e | {"payload": "%%%"}, "not base64"),
+    ],
+    ids=["signatures-null", "sig-not-text", "sig-with-junk", "payload-not-base64"],
+)
+def test_malformed_envelopes_fail_verification_with_a_reason(api, estate, mutate, fragment):
+    """Regression (review): these crashed with TypeError or verified despite junk."""
+    dev = promote(api, estate.release_id, "dev")
+    envelope = api.get(f"/promotions/{dev['id']}/decision").json()
+    key = api.get("/keys").json()["keys"][0]["public_key_pem"].encode()
+    with pytest.raises(VerificationError, match=fragment):
+        verify_envelope(mutate(envelope), key)
+
+
+def test_signing_key_is_created_once_even_when_processes_race(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from stella.adapters.signing.dsse import SigningKey
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = list(pool.map(lambda _: SigningKey.load_or_create(tmp_path).keyid, range(16)))
+    assert len(set(keys)) == 1
+    assert (tmp_path / "decision-ed25519.pem").stat().st_mode & 0o777 == 0o600

@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,9 +76,20 @@ class SigningKey:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Write aside, then link into place: a crash never leaves an empty key file, and when a
+        # server and a worker start together exactly one key wins and both load it.
+        temporary = directory / f".decision-ed25519.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return cls.load_or_create(directory)
+        finally:
+            temporary.unlink(missing_ok=True)
         (directory / "decision-ed25519.pub.pem").write_text(public_pem(key.public_key()))
         return cls(key)
 
@@ -114,22 +126,29 @@ def verify_envelope(envelope: Any, public_key_pem: bytes) -> dict[str, Any]:
         raise VerificationError(msg)
     try:
         payload = base64.b64decode(envelope["payload"], validate=True)
-        signatures = envelope["signatures"]
-    except (KeyError, TypeError, binascii.Error):
-        msg = "the envelope's payload or signatures are missing or not base64"
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        msg = "the envelope's payload is missing or not base64"
         raise VerificationError(msg) from None
+    signatures = envelope.get("signatures")
+    if not isinstance(signatures, list):
+        msg = "the envelope has no list of signatures"
+        raise VerificationError(msg)
     wanted = key_id(key)
     matching = [s for s in signatures if isinstance(s, dict) and s.get("keyid") == wanted]
     if not matching:
         msg = f"no signature by key {wanted}"
         raise VerificationError(msg)
     try:
-        key.verify(base64.b64decode(matching[0]["sig"]), pae(PAYLOAD_TYPE, payload))
-    except (InvalidSignature, binascii.Error, KeyError):
+        signature = base64.b64decode(matching[0]["sig"], validate=True)
+        key.verify(signature, pae(PAYLOAD_TYPE, payload))
+    except (InvalidSignature, binascii.Error, KeyError, TypeError, ValueError):
         msg = "the signature does not match the payload (the envelope was altered)"
         raise VerificationError(msg) from None
-    statement = json.loads(payload)
-    if statement.get("_type") != STATEMENT_TYPE:
+    try:
+        statement = json.loads(payload)
+    except ValueError:
+        statement = None
+    if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
         msg = "the payload is not an in-toto Statement"
         raise VerificationError(msg)
-    return dict(statement)
+    return statement
