@@ -368,10 +368,18 @@ def decide(
                 f"({roles} may)"
             )
             raise PermissionDenied(msg)
-        if approve and target.is_production and ctx.principal.name == promotion.requested_by_name:
-            msg = (
-                "separation of duties: the requester cannot approve their own production promotion"
-            )
+        own = (
+            ctx.principal.user_id == promotion.requested_by
+            if ctx.principal.user_id is not None and promotion.requested_by is not None
+            else ctx.principal.name == promotion.requested_by_name
+        )
+        if (
+            approve
+            and own
+            and (target.is_production or target.approval_policy.separation_of_duties)
+        ):
+            where = "production" if target.is_production else "separation-of-duties"
+            msg = f"separation of duties: the requester cannot approve their own {where} promotion"
             raise PermissionDenied(msg)
         uow.promotions.add_approval(
             promotion.id,

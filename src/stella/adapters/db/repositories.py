@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, and_, exists, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stella.adapters.db import tables as t
 from stella.adapters.db.repository_base import SqlRepository, execute, mapping, parse_uuid
@@ -196,20 +198,22 @@ class SqlComponentRepository(SqlRepository[Component]):
         return [self._to_domain(row) for row in execute(self._conn, stmt).all()]
 
     def add_version(self, version: ComponentVersion) -> bool:
-        """Record a pushed digest; False when exactly this digest and tag were known already."""
-        cv = t.component_versions
-        tag = version.tag or ""
-        known = select(
-            exists().where(
-                cv.c.component_id == version.component_id,
-                cv.c.digest == version.digest,
-                cv.c.tag == tag,
-            )
+        """Record a pushed digest; False when exactly this digest and tag were known already.
+
+        INSERT … ON CONFLICT DO NOTHING, so a webhook racing a release creation with the same
+        digest never turns into a conflict error for either of them.
+        """
+        row = _VersionPager(self._conn)._to_row(version)
+        dialect = self._conn.dialect.name
+        insert_stmt = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(
+            t.component_versions
         )
-        if execute(self._conn, known).scalar():
-            return False
-        _VersionPager(self._conn).add(version)
-        return True
+        stmt = (
+            insert_stmt.values(row)
+            .on_conflict_do_nothing(index_elements=["component_id", "digest", "tag"])
+            .returning(t.component_versions.c.id)
+        )
+        return execute(self._conn, stmt).first() is not None
 
     def list_versions(
         self, tenant_id: uuid.UUID, component_id: uuid.UUID, page: PageRequest
