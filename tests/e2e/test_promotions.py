@@ -511,3 +511,16 @@ def test_signing_key_is_created_once_even_when_processes_race(tmp_path):
         keys = list(pool.map(lambda _: SigningKey.load_or_create(tmp_path).keyid, range(16)))
     assert len(set(keys)) == 1
     assert (tmp_path / "decision-ed25519.pem").stat().st_mode & 0o777 == 0o600
+
+
+def test_separation_of_duties_applies_wherever_it_is_configured(api, estate):
+    """Regression (review): SoD was enforced only for production environments."""
+    api.patch(
+        "/environments/stage",
+        {"approval_policy": {"required_approvals": 1, "separation_of_duties": True}},
+    )
+    promote(api, estate.release_id, "dev")
+    stage = promote(api, estate.release_id, "stage")
+    own = api.post(f"/promotions/{stage['id']}/approve")
+    assert own.status_code == 403
+    assert "separation-of-duties promotion" in own.json()["detail"]

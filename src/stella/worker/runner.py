@@ -53,11 +53,14 @@ class _Execution:
         claimed: ClaimedStep | None = self.claimed
         while claimed is not None:
             self.claimed = claimed
+            if self.aborted:  # the shutdown came between two steps: hand this one back
+                self._release(claimed)
+                return
             self.cancelled.clear()
             result = self._attempt(claimed)
-            if self.aborted:
-                if not claimed.rollback:
-                    self.worker.engine.release(claimed)
+            if self.aborted and result.status == "failed" and result.error == "cancelled":
+                # killed by the shutdown, not finished: another worker runs it again
+                self._release(claimed)
                 return
             keep_going = not self.worker.stopping
             if claimed.rollback:
@@ -66,6 +69,11 @@ class _Execution:
                 claimed = self.worker.engine.record(claimed, result, claim_next=keep_going)
             if claimed is None and keep_going:
                 claimed = self.worker.claim()
+
+    def _release(self, claimed: ClaimedStep) -> None:
+        # a rollback job is not released: its run lease expires and another worker resumes it
+        if not claimed.rollback:
+            self.worker.engine.release(claimed)
 
     def _attempt(self, claimed: ClaimedStep) -> StepResult:
         stop_renewing = threading.Event()
