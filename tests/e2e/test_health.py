@@ -66,7 +66,7 @@ def test_invalid_json_is_422_naming_the_body(api):
         "POST", "/environments", content=b"{not json", headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 422
-    assert response.json()["errors"][0]["message"] == "body is not valid JSON"
+    assert response.json()["errors"] == [{"field": "body", "message": "body is not valid JSON"}]
 
 
 def test_unknown_route_is_a_problem_document(api):
@@ -81,3 +81,30 @@ def test_numbers_beyond_the_database_range_are_422_not_500(api):
     response = api.post("/environments", {"name": "X", "slug": "x", "promotion_order": 99999999999})
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "promotion_order"
+
+
+def test_chunked_oversized_body_is_413_too(api):
+    """Regression (review): a streamed body over the limit came back as a 400 from FastAPI."""
+
+    def chunks():
+        for _ in range(70):
+            yield b" " * 1024
+
+    response = api.request(
+        "POST", "/components", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["field"] == "body"
+
+
+def test_chunked_body_within_the_limit_is_accepted(api):
+    body = b'{"name": "api", "repository": "127.0.0.1:5000/app/api"}'
+
+    def chunks():
+        yield body[:10]
+        yield body[10:]
+
+    response = api.request(
+        "POST", "/components", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 201

@@ -110,6 +110,7 @@ def test_malformed_envelope_is_400_and_records_nothing(api, hook, body):
     )
     assert response.status_code == 400
     assert response.json()["title"] == "Malformed request"
+    assert response.json()["errors"][0]["field"].startswith("events")
     assert api.get("/components/api/versions").json()["items"] == []
 
 

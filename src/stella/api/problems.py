@@ -60,7 +60,11 @@ async def _stella_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _request_validation(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101
     errors = [
-        FieldError(_field_path(tuple(e["loc"])), _validation_message(e)) for e in exc.errors()
+        FieldError(
+            "body" if e["type"] == "json_invalid" else _field_path(tuple(e["loc"])),
+            _validation_message(e),
+        )
+        for e in exc.errors()
     ]
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
     return problem(422, "Invalid input", detail, errors)

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from stella.domain.components import ComponentVersion
-from stella.domain.errors import MalformedRequest, NotFound, Unauthenticated
+from stella.domain.errors import FieldError, MalformedRequest, NotFound, Unauthenticated
 from stella.domain.ids import new_id
 from stella.domain.integrations import Integration
 from stella.domain.references import is_valid_digest
@@ -48,27 +48,27 @@ class _Push:
     pushed_at: datetime | None
 
 
+def _malformed(field: str, message: str) -> MalformedRequest:
+    return MalformedRequest(f"{field}: {message}", [FieldError(field, message)])
+
+
 def _parse_envelope(body: Any) -> tuple[list[_Push], int]:
     if not isinstance(body, dict) or not isinstance(body.get("events"), list):
-        msg = 'expected a registry notification envelope: {"events": [...]}'
-        raise MalformedRequest(msg)
+        raise _malformed("events", 'expected a registry notification envelope: {"events": [...]}')
     pushes: list[_Push] = []
     ignored = 0
     for index, event in enumerate(body["events"]):
         if not isinstance(event, dict) or not isinstance(event.get("action"), str):
-            msg = f"events[{index}] has no action"
-            raise MalformedRequest(msg)
+            raise _malformed(f"events.{index}.action", "is missing")
         target = event.get("target")
         if event["action"] != "push":
             ignored += 1
             continue
         if not isinstance(target, dict) or not isinstance(target.get("repository"), str):
-            msg = f"events[{index}].target.repository is missing"
-            raise MalformedRequest(msg)
+            raise _malformed(f"events.{index}.target.repository", "is missing")
         digest = target.get("digest")
         if not isinstance(digest, str) or not is_valid_digest(digest):
-            msg = f"events[{index}].target.digest is not a digest"
-            raise MalformedRequest(msg)
+            raise _malformed(f"events.{index}.target.digest", "is not a digest")
         media_type = str(target.get("mediaType", ""))
         if media_type not in _MANIFEST_TYPES:
             ignored += 1
