@@ -59,16 +59,19 @@ def _parse_envelope(body: Any) -> tuple[list[_Push], int]:
     ignored = 0
     for index, event in enumerate(body["events"]):
         if not isinstance(event, dict) or not isinstance(event.get("action"), str):
-            raise _malformed(f"events.{index}.action", "is missing")
+            field = f"events.{index}.action"
+            raise _malformed(field, "is missing")
         target = event.get("target")
         if event["action"] != "push":
             ignored += 1
             continue
         if not isinstance(target, dict) or not isinstance(target.get("repository"), str):
-            raise _malformed(f"events.{index}.target.repository", "is missing")
+            field = f"events.{index}.target.repository"
+            raise _malformed(field, "is missing")
         digest = target.get("digest")
         if not isinstance(digest, str) or not is_valid_digest(digest):
-            raise _malformed(f"events.{index}.target.digest", "is not a digest")
+            field = f"events.{index}.target.digest"
+            raise _malformed(field, "is not a digest")
         media_type = str(target.get("mediaType", ""))
         if media_type not in _MANIFEST_TYPES:
             ignored += 1
