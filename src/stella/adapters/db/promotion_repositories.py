@@ -280,7 +280,9 @@ class SqlVerdictRepository:
     def latest_for(self, tenant_id: uuid.UUID, digests: list[str]) -> dict[str, dict[str, Any]]:
         v = t.scan_verdicts
         stmt = (
-            v.select().where(v.c.tenant_id == tenant_id, v.c.digest.in_(digests)).order_by(v.c.id)
+            v.select()
+            .where(v.c.tenant_id == tenant_id, v.c.digest.in_(digests))
+            .order_by(v.c.created_at, v.c.id)  # ids within one millisecond are in random order
         )
         latest: dict[str, dict[str, Any]] = {}
         for row in execute(self._conn, stmt):
