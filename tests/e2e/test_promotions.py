@@ -112,6 +112,10 @@ def test_skipping_an_environment_is_blocked_by_previous_environment(api, estate)
     again = api.post(f"/promotions/{blocked['id']}/reevaluate").json()
     assert again["state"] == "blocked"
     evaluations = api.get(f"/promotions/{blocked['id']}/evaluations").json()["items"]
+    assert "context" not in evaluations[0]
+    first = api.get(f"/promotions/{blocked['id']}/evaluations/1").json()
+    assert first["context"]["target"]["slug"] == "prod"
+    assert api.get(f"/promotions/{blocked['id']}/evaluations/9").status_code == 404
     assert [e["seq"] for e in evaluations] == [1, 2]
     assert api.post(f"/promotions/{blocked['id']}/replay").json()["identical"] is True
     assert api.post(f"/promotions/{blocked['id']}/cancel").json()["state"] == "cancelled"

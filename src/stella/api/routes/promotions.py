@@ -154,22 +154,36 @@ def promotion_events(container: ContainerDep, ctx: Ctx, ref: str) -> ListOf[dict
 
 @router.get("/promotions/{ref}/evaluations", tags=["promotions"])
 def promotion_evaluations(container: ContainerDep, ctx: Ctx, ref: str) -> ListOf[dict[str, Any]]:
-    """Every gate evaluation with the full context it was computed from."""
+    """Every gate evaluation, oldest first (without its context: see /evaluations/{seq})."""
     promotion = svc.get_promotion(container.uow, ctx, ref)
     with container.read_uow() as uow:
         evaluations = uow.promotions.evaluations(promotion.id)
-    items = [
-        {
-            "seq": e["seq"],
-            "outcome": e["outcome"],
-            "reason": e["reason"],
-            "evaluated_at": e["evaluated_at"].isoformat(),
-            "results": e["results"],
-            "context": e["context"],
-        }
-        for e in evaluations
-    ]
+    items = [_evaluation_out(e, with_context=False) for e in evaluations]
     return ListOf(items=items, next_cursor=None)
+
+
+@router.get("/promotions/{ref}/evaluations/{seq}", tags=["promotions"])
+def promotion_evaluation(container: ContainerDep, ctx: Ctx, ref: str, seq: int) -> dict[str, Any]:
+    """One evaluation with the full context its gates were computed from (what replay uses)."""
+    promotion = svc.get_promotion(container.uow, ctx, ref)
+    with container.read_uow() as uow:
+        evaluations = uow.promotions.evaluations(promotion.id)
+    for evaluation in evaluations:
+        if evaluation["seq"] == seq:
+            return _evaluation_out(evaluation, with_context=True)
+    msg = f"promotion {ref} has no evaluation {seq}"
+    raise NotFound(msg)
+
+
+def _evaluation_out(e: dict[str, Any], with_context: bool) -> dict[str, Any]:
+    out = {
+        "seq": e["seq"],
+        "outcome": e["outcome"],
+        "reason": e["reason"],
+        "evaluated_at": e["evaluated_at"].isoformat(),
+        "results": e["results"],
+    }
+    return out | ({"context": e["context"]} if with_context else {})
 
 
 @router.get("/promotions/{ref}/decision", tags=["promotions"])
