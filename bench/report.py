@@ -1,5 +1,5 @@
 """Write docs/benchmarks.md from the raw results in bench/results/ (create.json, list.json,
-workflows.json).
+workflows.json, gates.json).
 
 Run: .venv/bin/python -m bench.report (from the repository root; `make bench` does).
 """
@@ -322,10 +322,202 @@ def workflow_section(doc: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _p(figures: dict[str, Any] | None) -> str:
+    """`p50 / p99` (ms) of a distribution or a summary."""
+    figures = figures or {}
+    return f"{_ms(figures.get('p50_ms'))} / {_ms(figures.get('p99_ms'))}"
+
+
+def _met(r: dict[str, Any], target: float) -> str:
+    p99 = r.get("p99_ms")
+    ok = p99 is not None and p99 < target and not r["errors"] and not r["truncated_by_deadline"]
+    return "yes" if ok else "**no**"
+
+
+def gates_section(doc: dict[str, Any]) -> list[str]:
+    target = doc["target"]
+    policy = doc["policy"]
+    n = doc["promotions"]
+    lines = [
+        "## Promotion gates",
+        "",
+        "`POST /api/v1/promotions/{id}/reevaluate` on production promotions, against a fresh "
+        "`stella server --no-worker` on a fresh database. The production environment has all "
+        f"six gates ({', '.join(f'`{g}`' for g in doc['gates'])}), two freeze windows (an "
+        "absolute one in 2099 and an expired weekly RRULE one), one healthy target, 2 "
+        "required approvals with separation of duties and one Rego policy of "
+        f"{policy['rules']} distinct `deny` rules ({policy['bytes']:,} bytes) over the "
+        "documented input (release, components, verdicts, approvals, promotion, target, "
+        "source, gate results, `now`: name and digest deny lists, semantic versions, "
+        "registries, approval rules, past blackout periods, clock skew). No rule fires, so "
+        "every gate but `approval` passes and each promotion stays `awaiting_approval` with 1 "
+        "of 2 approvals: every re-evaluation runs all six gates and appends an evaluation. A "
+        "request counts as successful only when the answer shows exactly that. Setup: "
+        f"{n + 2} releases, each promoted to dev, to stage (approved) and to prod (one "
+        "approval), through the API.",
+        "",
+        f"*1 client*: one promotion, {doc['single_requests']} requests one after the other "
+        f"(after 20 unmeasured). *{n} concurrent*: {n} client threads, one per promotion, "
+        "each with its own connection; in each round a barrier releases them together and "
+        f"each sends one re-evaluation; {doc['rounds']} measured rounds after one unmeasured. "
+        f"Only {doc.get('logical_cpus', '?')} logical CPUs for the benchmark's {n} threads, "
+        "the server and the database"
+        + (
+            f"; the 1-minute load average was {load['before'][0]:.1f} before and "
+            f"{load['after'][0]:.1f} after this benchmark (other processes count too)."
+            if (load := doc.get("load_average"))
+            else "."
+        ),
+        "",
+        "| Database | Case | Requests | Throughput (req/s) | p50 (ms) | p90 (ms) | p99 (ms) "
+        "| max (ms) | Target p99 | Met |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in doc["results"]:
+        for key, label, goal in (
+            ("single", "1 client", target["p99_single_ms"]),
+            ("concurrent", f"{n} concurrent", target["p99_concurrent_ms"]),
+        ):
+            row = r[key]
+            lines.append(
+                f"| {r['database']} | {label} | {_requests(row)} | {_rps(row['throughput_rps'])} "
+                f"| {_ms(row.get('p50_ms'))} | {_ms(row.get('p90_ms'))} "
+                f"| {_ms(row.get('p99_ms'))} | {_ms(row.get('max_ms'))} | < {goal:g} ms "
+                f"| {_met(row, goal)} |"
+            )
+    lines += [
+        "",
+        "Wall time of each concurrent round (all "
+        f"{n} answers): "
+        + "; ".join(
+            f"{r['database']} {', '.join(f'{w:.0f}' for w in r['concurrent']['round_wall_ms'])} ms"
+            for r in doc["results"]
+        )
+        + ".",
+        "",
+        "### Where the time goes",
+        "",
+        "The same work measured in layers, p50 / p99 in ms. The HTTP row is the 1-client case "
+        "above. The others run in the benchmark process (time.perf_counter), one call after "
+        "the other: the service function `reevaluate` on the same database (no HTTP, "
+        f"{doc['service_calls']} calls): lock and read the promotion, gather the context, "
+        "evaluate, insert evaluation, event and audit event, commit, read the promotion "
+        "again; its reads alone (`find` + `build_context` in a read-only unit of work, "
+        f"{doc['read_calls']} calls); `gates.evaluate` on the context the server recorded "
+        f"(`GET /promotions/{{id}}/evaluations/{{seq}}`), {doc['gate_iterations']:,} calls "
+        "with one `RegoPolicyEvaluator` (compiled once, before measuring); the Rego `deny` query "
+        "alone; and single gates. Each layer is measured on its own, at another moment than "
+        "the others, so the differences between rows are approximate.",
+        "",
+        "| Layer | " + " | ".join(r["database"] for r in doc["results"]) + " |",
+        "|---|" + "---:|" * len(doc["results"]),
+    ]
+    layers = [
+        ("HTTP `POST …/reevaluate`, 1 client", lambda r: r["single"]),
+        ("service `reevaluate`, in process", lambda r: r["in_process"].get("service_reevaluate")),
+        (
+            "reads: `find` + `build_context`",
+            lambda r: r["in_process"].get("find_and_build_context"),
+        ),
+        ("`gates.evaluate`, all six gates", lambda r: r["in_process"]["gates_evaluate"]),
+        (
+            f"Rego `deny` alone ({policy['rules']} rules)",
+            lambda r: r["in_process"]["policy_deny"],
+        ),
+        (
+            "`freeze_window` gate alone",
+            lambda r: r["in_process"]["other_gates"]["freeze_window"],
+        ),
+    ]
+    for label, pick in layers:
+        lines.append(f"| {label} | " + " | ".join(_p(pick(r)) for r in doc["results"]) + " |")
+    notes = []
+    for r in doc["results"]:
+        ip = r["in_process"]
+        listing = r.get("evaluations_listing", {})
+        notes.append(
+            f"- {r['database']}: the first evaluation (compiling the policy) took "
+            f"{_ms(ip['first_evaluation_with_compile_ms'])} ms; replaying the recorded "
+            f"context gave {'the same' if ip['replay_identical'] else '**different**'} "
+            f"results; each evaluation stores a {ip['context_bytes']:,}-byte context (the "
+            f"Rego source included; the policy input is {ip['policy_input_bytes']:,} bytes); "
+            f"on a deliberately violating input the policy returns "
+            f"{ip['deny_messages_on_violating_input']} deny messages (the rules do run)."
+            + (
+                f" After the 1-client case, `GET /promotions/{{id}}/evaluations` returned "
+                f"{listing['evaluations']} evaluations ({listing['response_bytes'] / 1e6:.2f} MB, "
+                f"not paginated) in {_ms(listing['ms'])} ms"
+                + (
+                    f", and `GET …/evaluations/{{seq}}` the latest one with its context "
+                    f"({listing['latest_with_context_bytes'] / 1e3:.0f} kB) in "
+                    f"{_ms(listing['latest_with_context_ms'])} ms"
+                    if "latest_with_context_ms" in listing
+                    else ""
+                )
+                + "."
+                if listing
+                else ""
+            )
+        )
+    for r in doc["results"]:
+        if r.get("server_exited"):
+            notes.append(
+                f"- **{r['database']}: the server exited during the benchmark** (status "
+                f"{r['server_exited']['returncode']}); requests after that failed. The end of "
+                "its log is in `bench/results/gates.json`."
+            )
+    lines += ["", *notes]
+    return [*lines, ""]
+
+
+def gates_conclusions(doc: dict[str, Any]) -> list[str]:
+    target = doc["target"]
+    n = doc["promotions"]
+
+    def figures(key: str) -> str:
+        return ", ".join(
+            f"{r['database']} p99 {_ms(r[key].get('p99_ms'))} ms" for r in doc["results"]
+        )
+
+    lines = [
+        f"- **Target gate evaluation p99 < {target['p99_single_ms']:g} ms (1 client): "
+        f"{'met' if target['single_met'] else 'NOT met'}** ({figures('single')}; "
+        f"{doc['policy']['rules']}-rule policy, all six gates).",
+        f"- **Target p99 < {target['p99_concurrent_ms']:g} ms with {n} concurrent "
+        f"promotions: {'met' if target['concurrent_met'] else 'NOT met'}** "
+        f"({figures('concurrent')}).",
+    ]
+    for r in doc["results"]:
+        ip = r["in_process"]
+        service = (ip.get("service_reevaluate") or {}).get("p50_ms")
+        reads = (ip.get("find_and_build_context") or {}).get("p50_ms")
+        evaluate = ip["gates_evaluate"].get("p50_ms")
+        rego = ip["policy_deny"].get("p50_ms")
+        http = r["single"].get("p50_ms")
+        rounds = r["concurrent"]["round_wall_ms"]
+        if None in (service, reads, evaluate, rego, http) or not rounds:
+            continue
+        per_request = statistics.fmean(rounds) / n
+        lines.append(
+            f"- {r['database']}, p50: of {_ms(http)} ms per request, the gate functions take "
+            f"{_ms(evaluate)} ms (Rego {_ms(rego)} ms of it); the service call takes "
+            f"{_ms(service)} ms in process, of which {_ms(reads)} ms are the reads that "
+            f"gather the context and about {_ms(service - reads - evaluate)} ms the writes, "
+            f"the commit and reading the promotion again; HTTP, authentication and JSON add "
+            f"about {_ms(max(http - service, 0.0))} ms. With {n} requests at once the server "
+            "answers "
+            f"one every {_ms(per_request)} ms on average (a round takes "
+            f"{statistics.fmean(rounds):.0f} ms), so the last answers of a round wait for "
+            "almost all the others: the p99 is the round's length, not one evaluation's."
+        )
+    return lines
+
+
 def conclusions(
     create: dict[str, Any] | None,
     lists: dict[str, Any] | None,
     flows: dict[str, Any] | None = None,
+    gate_doc: dict[str, Any] | None = None,
 ) -> list[str]:
     lines = ["## Conclusions", ""]
     if lists is not None:
@@ -375,6 +567,8 @@ def conclusions(
             )
     if flows is not None:
         lines += workflow_conclusions(flows)
+    if gate_doc is not None:
+        lines += gates_conclusions(gate_doc)
     return [*lines, ""]
 
 
@@ -427,7 +621,8 @@ def _duration(*docs: dict[str, Any] | None) -> str:
 
 def main() -> None:
     create, lists, flows = _load("create"), _load("list"), _load("workflows")
-    if create is None and lists is None and flows is None:
+    gate_doc = _load("gates")
+    if create is None and lists is None and flows is None and gate_doc is None:
         msg = f"no results in {RESULTS_DIR}; run `make bench`"
         raise SystemExit(msg)
     info = machine()
@@ -444,7 +639,7 @@ def main() -> None:
         f"| Memory | {info['memory']} |",
         f"| OS | {info['os']} |",
         f"| Python | {info['python']} |",
-        *[f"| Database | {text} |" for text in _databases(create, lists, flows)],
+        *[f"| Database | {text} |" for text in _databases(create, lists, flows, gate_doc)],
         "",
         "## How to run",
         "",
@@ -455,7 +650,8 @@ def main() -> None:
         "As root it starts the loopback registry (127.0.0.1:5000) and PostgreSQL "
         "(127.0.0.1:5432) when they are absent, like `make test`; otherwise it uses the ones "
         "already running. Each benchmark creates its own databases and drops them again. "
-        f"This run took {_duration(create, lists, flows)} (benchmarks only, services already up).",
+        f"This run took {_duration(create, lists, flows, gate_doc)} (benchmarks only, "
+        "services already up).",
         "",
         "Latencies are measured in the client around each complete HTTP call (httpx, keep-alive, "
         "127.0.0.1), so they include HTTP, authentication, the database and JSON. Client, "
@@ -472,7 +668,9 @@ def main() -> None:
         lines += list_section(lists)
     if flows is not None:
         lines += workflow_section(flows)
-    lines += conclusions(create, lists, flows)
+    if gate_doc is not None:
+        lines += gates_section(gate_doc)
+    lines += conclusions(create, lists, flows, gate_doc)
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text("\n".join(lines).rstrip() + "\n")
     print(f"[bench] wrote {DOC.relative_to(ROOT)}")

@@ -27,4 +27,6 @@ echo "[bench] list queries at 100,000 releases (SQLite, PostgreSQL)" >&2
 run 300 bench.bench_list
 echo "[bench] workflow engine: overhead, throughput, recovery (SQLite, PostgreSQL)" >&2
 run 600 bench.bench_workflows
+echo "[bench] promotion gates: 50-rule policy, 1 client and 100 concurrent (SQLite, PostgreSQL)" >&2
+run 300 bench.bench_gates
 "${PY[@]}" -m bench.report
