@@ -208,6 +208,12 @@ class SqlPromotionRepository(SqlRepository[Promotion]):
         row = execute(self._conn, stmt).first()
         return None if row is None else dict(mapping(row))
 
+    def evaluation_by_seq(self, promotion_id: uuid.UUID, seq: int) -> dict[str, Any] | None:
+        v = t.promotion_evaluations
+        stmt = v.select().where(v.c.promotion_id == promotion_id, v.c.seq == seq)
+        row = execute(self._conn, stmt).first()
+        return None if row is None else dict(mapping(row))
+
     def evaluation(self, evaluation_id: uuid.UUID) -> dict[str, Any] | None:
         v = t.promotion_evaluations
         row = execute(self._conn, v.select().where(v.c.id == evaluation_id)).first()

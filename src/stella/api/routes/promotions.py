@@ -167,12 +167,11 @@ def promotion_evaluation(container: ContainerDep, ctx: Ctx, ref: str, seq: int) 
     """One evaluation with the full context its gates were computed from (what replay uses)."""
     promotion = svc.get_promotion(container.uow, ctx, ref)
     with container.read_uow() as uow:
-        evaluations = uow.promotions.evaluations(promotion.id)
-    for evaluation in evaluations:
-        if evaluation["seq"] == seq:
-            return _evaluation_out(evaluation, with_context=True)
-    msg = f"promotion {ref} has no evaluation {seq}"
-    raise NotFound(msg)
+        evaluation = uow.promotions.evaluation_by_seq(promotion.id, seq)
+    if evaluation is None:
+        msg = f"promotion {ref} has no evaluation {seq}"
+        raise NotFound(msg)
+    return _evaluation_out(evaluation, with_context=True)
 
 
 def _evaluation_out(e: dict[str, Any], with_context: bool) -> dict[str, Any]:
