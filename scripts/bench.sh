@@ -5,13 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 
-if [ "$(id -u)" = 0 ]; then
-  # Private dockerd (no bridge, no iptables), registry on 127.0.0.1:5000, sshd on 127.0.0.1:2222.
-  eval "$(scripts/testenv/up.sh)"
-  scripts/postgres-up.sh
-else
-  echo "[bench] not root: using services that are already running (CI runs as root)" >&2
-fi
+. scripts/services.sh
 
 # tests/conftest.py (database helpers) imports Starlette's TestClient, which warns about httpx.
 PY=("$BIN/python" -W "ignore:Using \`httpx\` with \`starlette.testclient\` is deprecated")
