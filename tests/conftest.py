@@ -113,7 +113,12 @@ def database(
 @pytest.fixture(scope="session")
 def container(database: TestDatabase, tmp_path_factory: pytest.TempPathFactory) -> Container:
     home = tmp_path_factory.mktemp("home")
-    settings = Settings(home=home, database_url=database.url, max_body_bytes=64 * 1024)
+    settings = Settings(
+        home=home,
+        database_url=database.url,
+        max_body_bytes=64 * 1024,
+        auth_failures_per_minute=100_000,
+    )
     return build_container(settings, database.engine)
 
 

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body")
     registry_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    auth_failures_per_minute: int = Field(
+        default=60, ge=1, le=100_000, description="failed token checks per client per minute"
+    )
     embedded_worker: bool = Field(default=True, description="stella server runs a worker")
     worker_concurrency: int = Field(default=4, ge=1, le=64, description="steps run at once")
     worker_lease_seconds: float = Field(default=30.0, ge=0.5, le=3600)

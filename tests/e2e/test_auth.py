@@ -89,3 +89,41 @@ def test_same_slug_may_exist_in_two_tenants(api, other_tenant):
     body = {"name": "Dev", "slug": "dev", "promotion_order": 1}
     assert api.post("/environments", body).status_code == 201
     assert other_tenant.post("/environments", body).status_code == 201
+
+
+def test_a_flood_of_failed_authentications_is_slowed_down(container):
+    """Per client: after N failures in a minute, 429 with Retry-After, even for a good token."""
+    from fastapi.testclient import TestClient
+
+    from stella.api.app import create_app
+    from stella.bootstrap import Container
+
+    limited = Container(
+        **{
+            **container.__dict__,
+            "settings": container.settings.model_copy(update={"auth_failures_per_minute": 3}),
+        }
+    )
+    from tests.conftest import new_tenant
+
+    good = new_tenant(container).token
+    with TestClient(create_app(limited), raise_server_exceptions=False) as client:
+        for _ in range(3):
+            assert (
+                client.get(
+                    "/api/v1/environments", headers={"Authorization": "Bearer stl_wrong"}
+                ).status_code
+                == 401
+            )
+        blocked = client.get("/api/v1/environments", headers={"Authorization": f"Bearer {good}"})
+        assert blocked.status_code == 429
+        assert 1 <= int(blocked.headers["retry-after"]) <= 61
+        assert blocked.json()["title"] == "Too many requests"
+
+
+def test_responses_carry_security_headers(api):
+    response = api.get("/environments")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["cache-control"] == "no-store"

@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 import stella
 from stella.adapters.metrics import exposition
+from stella.api.deps import AuthFailureLimiter
 from stella.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from stella.api.problems import install_problem_handlers, problem
 from stella.api.routes import (
@@ -62,6 +63,7 @@ def create_app(container: Container) -> FastAPI:
         description="Digest-first release control plane. Errors are RFC 9457 problem documents.",
     )
     app.state.container = container
+    app.state.auth_limiter = AuthFailureLimiter(container.settings.auth_failures_per_minute)
     for module in (
         environments,
         targets,

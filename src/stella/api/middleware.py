@@ -15,6 +15,13 @@ from stella.logging_setup import request_id_var
 
 log = logging.getLogger("stella.api")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Sent with every response: API answers are never cached, sniffed or framed.
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+]
 
 
 class RequestContextMiddleware:
@@ -39,7 +46,13 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                present = {name.lower() for name, _ in message["headers"]}
+                extra = [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+                message["headers"] = [
+                    *message["headers"],
+                    *extra,
+                    (b"x-request-id", request_id.encode()),
+                ]
             await send(message)
 
         try:

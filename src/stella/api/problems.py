@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from stella.domain.errors import FieldError, StellaError
+from stella.domain.errors import FieldError, RateLimited, StellaError
 
 log = logging.getLogger("stella.api")
 PROBLEM_JSON = "application/problem+json"
@@ -54,6 +54,8 @@ async def _stella_error(_request: Request, exc: Exception) -> JSONResponse:
     headers = {"Retry-After": "5"} if exc.status == 503 else None
     if exc.status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
     return problem(exc.status, exc.title, exc.detail, exc.errors, headers)
 
 

@@ -138,3 +138,14 @@ class ConfigurationError(TerminalError):
     """Raised at start-up for invalid configuration; one line naming the variable."""
 
     title = "Invalid configuration"
+
+
+class RateLimited(StellaError):
+    """Raised when one client failed authentication too often; `retry_after` is in seconds."""
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
