@@ -1,0 +1,61 @@
+"""Every endpoint with an id in its path, called by another tenant with this tenant's ids: 404."""
+
+from __future__ import annotations
+
+import re
+
+from tests.support.promotions import build_estate
+
+BODIES = {
+    "override": {"gate": "freeze_window", "reason": "isolation test reason"},
+}
+
+
+def test_no_endpoint_reveals_or_changes_another_tenants_resources(
+    api, other_tenant, registry_url, repository, client
+):
+    estate = build_estate(api, registry_url, repository)
+    promotion = api.post(
+        "/promotions", {"release_id": estate.release_id, "target_environment": "dev"}
+    ).json()
+    api.post("/workflows", {"name": "iso", "steps": [{"id": "ask", "type": "approval"}]})
+    run = api.post("/workflow-runs", {"workflow": "iso"}).json()
+    integration = api.post(
+        "/integrations", {"type": "registry", "name": "iso", "url": "http://127.0.0.1:5000"}
+    ).json()
+    values = {
+        "environments": api.get("/environments/dev").json()["id"],
+        "targets": api.get("/targets/prod-1").json()["id"],
+        "components": "api",
+        "integrations": integration["id"],
+        "releases": estate.release_id,
+        "promotions": promotion["id"],
+        "workflows": "iso",
+        "workflow-runs": run["id"],
+        "policies": "prod-rules",
+    }
+    paths = client.get("/openapi.json").json()["paths"]
+    checked = []
+    for template, operations in paths.items():
+        if "{" not in template or "/webhooks/" in template:
+            continue  # the webhook authenticates by its secret, not by tenant tokens
+        resource = template.split("/")[3]
+        path = template.removeprefix("/api/v1")
+        path = re.sub(r"\{(ref|name|run_id)\}", values[resource], path, count=1)
+        path = path.replace("{version}", "1").replace("{seq}", "1").replace("{step_id}", "ask")
+        for method in operations:
+            last = path.rstrip("/").split("/")[-1]
+            body = BODIES.get(last, {})
+            response = other_tenant.request(method.upper(), path, json=body)
+            checked.append((method, template))
+            assert response.status_code == 404, (
+                method,
+                template,
+                response.status_code,
+                response.text[:300],
+            )
+    assert len(checked) >= 35  # every operation with an id in its path (39 today)
+    assert api.get(f"/promotions/{promotion['id']}").json()["state"] == promotion["state"]
+    assert api.get(f"/workflow-runs/{run['id']}").json()["state"] == "running"
+    assert api.get("/environments/dev").json()["state"] == "active"
+    assert api.get(f"/releases/{estate.release_id}").json()["state"] == "active"
