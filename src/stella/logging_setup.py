@@ -8,6 +8,23 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# `extra` fields copied into the JSON line: ids are bound wherever they are known
+LOG_FIELDS = (
+    "method",
+    "path",
+    "status",
+    "duration_ms",
+    "promotion_id",
+    "release_id",
+    "environment_id",
+    "environment",
+    "outcome",
+    "run_id",
+    "step_id",
+    "attempt",
+    "step_type",
+    "worker",
+)
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,7 +40,7 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
-        for key in ("method", "path", "status", "duration_ms"):
+        for key in LOG_FIELDS:
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_info:

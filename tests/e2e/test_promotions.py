@@ -528,3 +528,18 @@ def test_separation_of_duties_applies_wherever_it_is_configured(api, estate):
     own = api.post(f"/promotions/{stage['id']}/approve")
     assert own.status_code == 403
     assert "separation-of-duties promotion" in own.json()["detail"]
+
+
+def test_log_lines_about_a_promotion_carry_its_ids(api, estate, caplog):
+    import json as jsonlib
+    import logging
+
+    from stella.logging_setup import JsonFormatter
+
+    with caplog.at_level(logging.INFO, logger="stella.promotions"):
+        dev = promote(api, estate.release_id, "dev")
+    records = [r for r in caplog.records if r.name == "stella.promotions"]
+    line = jsonlib.loads(JsonFormatter().format(records[-1]))
+    assert line["promotion_id"] == dev["id"]
+    assert line["release_id"] == estate.release_id
+    assert (line["environment"], line["outcome"]) == ("dev", "approved")

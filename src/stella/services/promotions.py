@@ -7,6 +7,7 @@ evaluation is appended with its full context; a settled outcome gets a signed de
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,8 @@ from stella.services.context import CallContext, record, require
 from stella.services.metrics import Metrics, NoMetrics
 from stella.services.ports import DecisionSigner, UnitOfWork, UnitOfWorkFactory
 from stella.services.specs import OverrideSpec, PromotionSpec, RunSpec
+
+log = logging.getLogger("stella.promotions")
 
 StartRun = Callable[[CallContext, RunSpec], WorkflowRun]
 """Starts a workflow run (the workflow service, bound to its run store)."""
@@ -267,6 +270,17 @@ def _evaluate(
     for result in results:
         services.metrics.gate_evaluated(result.gate, result.passed)
     services.metrics.promotion_settled(promotion.target_environment, state_name)
+    log.info(
+        "promotion evaluated: %s",
+        reason,
+        extra={
+            "promotion_id": str(promotion.id),
+            "release_id": str(promotion.release_id),
+            "environment_id": str(promotion.target_environment_id),
+            "environment": promotion.target_environment,
+            "outcome": state_name,
+        },
+    )
     result_docs = [r.to_json() for r in results]
     evaluation_id = uow.promotions.add_evaluation(
         promotion.id, context, result_docs, state_name, reason, now

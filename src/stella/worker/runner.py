@@ -114,6 +114,19 @@ class _Execution:
         if guarded:
             breaker.record(claimed.step_type, result.status != "failed")
         self.worker.metrics.step_finished(claimed.step_type, time.monotonic() - started)
+        log.info(
+            "step %s %s%s",
+            "rolled back" if claimed.rollback else "ran",
+            result.status,
+            f": {result.error}" if result.error else "",
+            extra={
+                "run_id": str(claimed.run_id),
+                "step_id": claimed.step_id,
+                "attempt": claimed.attempt,
+                "step_type": claimed.step_type,
+                "worker": engine.worker_id,
+            },
+        )
         return result
 
     def _renew(self, stop: threading.Event) -> None:
