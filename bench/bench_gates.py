@@ -58,6 +58,7 @@ from tests.conftest import (
 )
 from tests.support.live import STELLA, LiveServer, start_server
 from tests.support.oci import push_image
+from tests.support.promotions import pipeline
 
 from bench.bench_workflows import source_commit
 from bench.common import (
@@ -301,39 +302,19 @@ def expect(response: httpx.Response, status: int, what: str) -> dict[str, Any]:
 
 
 def environments() -> list[dict[str, Any]]:
-    return [
-        {"name": "Dev", "slug": "dev", "promotion_order": 1},
+    """The tests' dev → stage → prod pipeline, with all six gates and the 50-rule policy."""
+    windows = [
+        {"name": "year-end-2099", "start": "2099-12-20T00:00:00Z", "end": "2100-01-04T00:00:00Z"},
         {
-            "name": "Stage",
-            "slug": "stage",
-            "promotion_order": 2,
-            "gates": ["previous_environment", "security", "approval"],
-            "approval_policy": {"required_approvals": 1},
-        },
-        {
-            "name": "Prod",
-            "slug": "prod",
-            "promotion_order": 3,
-            "is_production": True,
-            "gates": GATE_NAMES,
-            "policies": [POLICY_NAME],
-            "approval_policy": {"required_approvals": 2, "separation_of_duties": True},
-            "freeze_windows": [
-                {
-                    "name": "year-end-2099",
-                    "start": "2099-12-20T00:00:00Z",
-                    "end": "2100-01-04T00:00:00Z",
-                },
-                {
-                    "name": "old-weekly-freeze",
-                    "rrule": "FREQ=WEEKLY;BYDAY=FR;UNTIL=20240101T000000",
-                    "start": "2023-01-06T16:00:00",
-                    "duration": "64h",
-                    "timezone": "Europe/Berlin",
-                },
-            ],
+            "name": "old-weekly-freeze",
+            "rrule": "FREQ=WEEKLY;BYDAY=FR;UNTIL=20240101T000000",
+            "start": "2023-01-06T16:00:00",
+            "duration": "64h",
+            "timezone": "Europe/Berlin",
         },
     ]
+    dev, stage, prod = pipeline(windows)
+    return [dev, stage, prod | {"gates": GATE_NAMES, "policies": [POLICY_NAME]}]
 
 
 def awaiting_all_gates(promotion: dict[str, Any]) -> str | None:
