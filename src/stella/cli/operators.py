@@ -50,6 +50,7 @@ def server(
     """Migrate the database, create the admin on first start, serve API + UI (+ a worker)."""
     import uvicorn
 
+    from stella.adapters.tracing import configure_tracing
     from stella.api.app import create_app
     from stella.bootstrap import utc_now
     from stella.config import load_settings
@@ -58,6 +59,7 @@ def server(
 
     settings = load_settings()
     configure_logging(settings.log_level)
+    configure_tracing("server")
     container = _container()
     issued = bootstrap(container.uow, utc_now)
     if issued is not None:
@@ -91,12 +93,14 @@ def worker_command(
     import signal
 
     from stella.adapters.db.migrate import current_revision, head_revision
+    from stella.adapters.tracing import configure_tracing
     from stella.bootstrap import build_container
     from stella.config import load_settings
     from stella.logging_setup import configure_logging
 
     settings = load_settings()
     configure_logging(settings.log_level)
+    configure_tracing("worker")
     container = build_container(settings)
     if current_revision(container.engine) != head_revision():
         typer.echo("error: the database is not migrated; run `stella db upgrade` first", err=True)

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
+from opentelemetry import trace
+
 from stella.domain.canonical import digest
 from stella.domain.environments import FreezeWindow
 from stella.domain.promotions import GateResult
@@ -245,13 +247,17 @@ SIMPLE_GATES: dict[str, Callable[[Context], GateResult]] = {
 def evaluate(ctx: Context, evaluator: PolicyEvaluator) -> list[GateResult]:
     """Every gate of the target environment, in the fixed order of GATE_ORDER."""
     results: list[GateResult] = []
+    tracer = trace.get_tracer("stella.gates")
     for gate in GATE_ORDER:
         if gate not in ctx["target"]["gates"]:
             continue
-        if gate == "policy":
-            results.append(policy(ctx, evaluator, results))
-        else:
-            results.append(SIMPLE_GATES[gate](ctx))
+        with tracer.start_as_current_span("gate.evaluate", attributes={"gate.type": gate}) as span:
+            if gate == "policy":
+                result = policy(ctx, evaluator, results)
+            else:
+                result = SIMPLE_GATES[gate](ctx)
+            span.set_attribute("gate.result", "passed" if result.passed else "failed")
+        results.append(result)
     return results
 
 

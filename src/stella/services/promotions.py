@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from opentelemetry import trace
+
 import stella
 from stella.domain.canonical import canonical_json, digest
 from stella.domain.environments import Environment
@@ -104,6 +106,19 @@ def request_promotion(
     services: PromotionServices, ctx: CallContext, spec: PromotionSpec
 ) -> Promotion:
     """Create a promotion and evaluate its gates at once."""
+    tracer = trace.get_tracer("stella.promotions")
+    with tracer.start_as_current_span("promotion.request") as span:
+        span.set_attribute("promotion.release", spec.release_id)
+        span.set_attribute("promotion.target_environment", spec.target_environment)
+        promotion = _request_promotion(services, ctx, spec)
+        span.set_attribute("promotion.id", str(promotion.id))
+        span.set_attribute("promotion.state", str(promotion.state))
+        return promotion
+
+
+def _request_promotion(
+    services: PromotionServices, ctx: CallContext, spec: PromotionSpec
+) -> Promotion:
     require(ctx, Permission.MANAGE_RELEASES, services.uow, "request promotions")
     with services.uow() as uow:
         release = _release(uow, ctx.principal.tenant_id, spec.release_id)

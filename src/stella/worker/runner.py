@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from opentelemetry import trace
+
 from stella.services.circuit_breaker import CircuitBreaker
 from stella.services.metrics import Metrics, NoMetrics
 from stella.services.steps import StepContext, StepResult
@@ -106,6 +108,16 @@ class _Execution:
             started_at=engine.clock(),
         )
         started = time.monotonic()
+        tracer = trace.get_tracer("stella.worker")
+        span = tracer.start_span(
+            "workflow.step",
+            attributes={
+                "step.type": claimed.step_type,
+                "step.id": claimed.step_id,
+                "run.id": str(claimed.run_id),
+                "step.rollback": claimed.rollback,
+            },
+        )
         try:
             result = provider.rollback(context) if claimed.rollback else provider.execute(context)
         except Exception as exc:  # a provider bug must not kill the worker
@@ -113,6 +125,8 @@ class _Execution:
             result = StepResult("failed", error=f"{type(exc).__name__}: {exc}")
         if guarded:
             breaker.record(claimed.step_type, result.status != "failed")
+        span.set_attribute("step.result", result.status)
+        span.end()
         self.worker.metrics.step_finished(claimed.step_type, time.monotonic() - started)
         log.info(
             "step %s %s%s",

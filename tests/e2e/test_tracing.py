@@ -1,0 +1,86 @@
+"""OpenTelemetry spans: promotion.request, one gate.evaluate per gate, workflow.step."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from stella.adapters.tracing import tracing_requested
+from tests.support.promotions import build_estate
+from tests.support.workflows import start_worker, wait_for_run
+
+_EXPORTER = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="module")
+def spans():
+    """The SDK's own in-memory exporter (a real span pipeline, read back by the test)."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+    trace.set_tracer_provider(provider)
+    return _EXPORTER
+
+
+def test_promotion_and_gate_spans(api, registry_url, repository, spans):
+    estate = build_estate(api, registry_url, repository)
+    spans.clear()
+    dev = api.post(
+        "/promotions", {"release_id": estate.release_id, "target_environment": "dev"}
+    ).json()
+    finished = spans.get_finished_spans()
+    request = next(s for s in finished if s.name == "promotion.request")
+    assert request.attributes["promotion.id"] == dev["id"]
+    assert request.attributes["promotion.state"] == "approved"
+    gates = [s for s in finished if s.name == "gate.evaluate"]
+    assert [(g.attributes["gate.type"], g.attributes["gate.result"]) for g in gates] == [
+        ("previous_environment", "passed"),
+        ("security", "passed"),
+    ]
+    assert all(g.parent.span_id == request.context.span_id for g in gates)
+
+
+def test_workflow_step_spans(api, container, tmp_path, spans):
+    api.post(
+        "/workflows",
+        {"name": "traced", "steps": [{"id": "a", "type": "wait", "config": {"duration": "0s"}}]},
+    )
+    spans.clear()
+    worker = start_worker(container, tmp_path / "work")
+    try:
+        run = wait_for_run(api, api.post("/workflow-runs", {"workflow": "traced"}).json()["id"])
+    finally:
+        worker.stop()
+    step = next(s for s in spans.get_finished_spans() if s.name == "workflow.step")
+    assert step.attributes["step.type"] == "wait"
+    assert step.attributes["run.id"] == run["id"]
+    assert step.attributes["step.result"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("variables", "on"),
+    [
+        ({}, False),
+        ({"OTEL_TRACES_EXPORTER": "otlp"}, True),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, True),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+                "OTEL_TRACES_EXPORTER": "none",
+            },
+            False,
+        ),
+    ],
+)
+def test_tracing_is_off_unless_the_standard_variables_ask_for_it(monkeypatch, variables, on):
+    for name in (
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert tracing_requested() is on
