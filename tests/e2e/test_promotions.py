@@ -543,3 +543,35 @@ def test_log_lines_about_a_promotion_carry_its_ids(api, estate, caplog):
     assert line["promotion_id"] == dev["id"]
     assert line["release_id"] == estate.release_id
     assert (line["environment"], line["outcome"]) == ("dev", "approved")
+
+
+def test_racing_cancellations_cancel_once(api, estate, container):
+    """Concurrent cancellations: one wins, the rest are conflicts, one `cancelled` event."""
+    from stella.domain.tenancy import Principal, Role
+    from stella.services.context import CallContext
+    from stella.services.promotions import cancel
+
+    promote(api, estate.release_id, "dev")
+    stage = promote(api, estate.release_id, "stage")
+    ctx = CallContext(
+        Principal(api.issued.user.id, api.issued.user.tenant_id, "admin", Role.ADMIN),
+        None,
+        container.clock,
+    )
+    outcomes: list[str] = []
+
+    def attempt():
+        try:
+            cancel(container.promotions, ctx, stage["id"])
+            outcomes.append("cancelled")
+        except Exception as exc:  # noqa: BLE001 - counted below
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=attempt) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["Conflict"] * 19 + ["cancelled"]
+    events = api.get(f"/promotions/{stage['id']}/events").json()["items"]
+    assert [e["to"] for e in events].count("cancelled") == 1

@@ -70,19 +70,6 @@ class StepState(enum.StrEnum):
     ROLLED_BACK = "rolled_back"
     CANCELLED = "cancelled"
 
-    @property
-    def is_done(self) -> bool:
-        return self in _DONE_STEP
-
-
-_DONE_STEP = {
-    StepState.SUCCEEDED,
-    StepState.FAILED,
-    StepState.SKIPPED,
-    StepState.ROLLED_BACK,
-    StepState.CANCELLED,
-}
-
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -371,18 +358,6 @@ def _has_type(value: Any, type_name: str) -> bool:
         "array": lambda v: isinstance(v, list),
     }
     return bool(checks[type_name](value))
-
-
-def ready_steps(template: WorkflowTemplate, states: Mapping[str, StepState]) -> list[str]:
-    """Pending steps whose dependencies are all done without failure, in execution order."""
-    order = levels(template.steps)
-    ready = [
-        s.id
-        for s in template.steps
-        if states[s.id] is StepState.PENDING
-        and all(states[d] in {StepState.SUCCEEDED, StepState.SKIPPED} for d in s.depends_on)
-    ]
-    return sorted(ready, key=lambda step_id: (order[step_id], step_id))
 
 
 def execution_order(template: WorkflowTemplate) -> list[str]:

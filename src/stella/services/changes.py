@@ -16,8 +16,3 @@ def changed_fields(current: Any, proposed: Any) -> list[str]:
         for f in fields(current)
         if f.name not in _IGNORED and getattr(current, f.name) != getattr(proposed, f.name)
     ]
-
-
-def merge_patch(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """The spec fields of `current` overlaid with the fields a PATCH body actually set."""
-    return current | patch

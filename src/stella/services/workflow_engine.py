@@ -175,40 +175,27 @@ class RunAdvancer:
         while queue:
             done = queue.pop(0)
             for step_id in tx.release_dependents(self.templates.dependents(template.id, done)):
-                if self._should_run(tx, template.step(step_id)):
-                    tx.update_step(step_id, state=StepState.READY, next_attempt_at=self.clock())
-                    tx.event("step.ready", f"step {step_id} is ready", self.clock(), step_id)
-                else:
-                    self.finish_step(tx, step_id, StepState.SKIPPED)
-                    tx.event(
-                        "step.skipped",
-                        f"step {step_id} skipped: its `when` is false",
-                        self.clock(),
-                        step_id,
-                    )
-                    queue.append(step_id)
+                if self._ready_or_skip(tx, template.step(step_id)):
+                    queue.append(step_id)  # a skipped step counts as done for its dependents
 
     def start_roots(self, tx: RunTransaction) -> None:
         """Make the steps without dependencies ready (used once, when a run is created)."""
         template = self.templates.get(tx.run.workflow_id)
-        skipped = []
-        for step in template.steps:
-            if step.depends_on:
-                continue
-            if self._should_run(tx, step):
-                tx.update_step(step.id, state=StepState.READY, next_attempt_at=self.clock())
-                tx.event("step.ready", f"step {step.id} is ready", self.clock(), step.id)
-            else:
-                self.finish_step(tx, step.id, StepState.SKIPPED)
-                tx.event(
-                    "step.skipped",
-                    f"step {step.id} skipped: its `when` is false",
-                    self.clock(),
-                    step.id,
-                )
-                skipped.append(step.id)
-        self.release(tx, skipped)
+        roots = [step for step in template.steps if not step.depends_on]
+        self.release(tx, [step.id for step in roots if self._ready_or_skip(tx, step)])
         self.settle(tx)
+
+    def _ready_or_skip(self, tx: RunTransaction, spec: StepSpec) -> bool:
+        """Make a step whose dependencies are done ready, or skip it; True when skipped."""
+        if self._should_run(tx, spec):
+            tx.update_step(spec.id, state=StepState.READY, next_attempt_at=self.clock())
+            tx.event("step.ready", f"step {spec.id} is ready", self.clock(), spec.id)
+            return False
+        self.finish_step(tx, spec.id, StepState.SKIPPED)
+        tx.event(
+            "step.skipped", f"step {spec.id} skipped: its `when` is false", self.clock(), spec.id
+        )
+        return True
 
     def _should_run(self, tx: RunTransaction, spec: StepSpec) -> bool:
         if not spec.when:

@@ -11,12 +11,11 @@ from stella.domain.workflow import (
     InputSpec,
     RetryPolicy,
     StepSpec,
-    StepState,
     StepTypeInfo,
     coerce_inputs,
+    execution_order,
     find_cycle,
     levels,
-    ready_steps,
     validate_template,
 )
 from stella.services.circuit_breaker import CircuitBreaker
@@ -82,7 +81,8 @@ def test_rollback_is_allowed_when_the_type_can_roll_back():
     assert validate_template([s("a", type="undoable", rollback=True)], [], TYPES) == []
 
 
-def test_levels_and_ready_order_are_stable():
+def test_levels_and_execution_order_are_stable():
+    """Workers claim ready steps by this position: topological level, then step id."""
     steps = [s("z"), s("b", "z"), s("a", "z"), s("c"), s("d", "a", "b")]
     assert levels(steps) == {"z": 0, "c": 0, "a": 1, "b": 1, "d": 2}
 
@@ -91,14 +91,7 @@ def test_levels_and_ready_order_are_stable():
 
     template = T()
     template.steps = tuple(steps)  # type: ignore[attr-defined]
-    states = {
-        "z": StepState.SUCCEEDED,
-        "c": StepState.RUNNING,
-        "a": StepState.PENDING,
-        "b": StepState.PENDING,
-        "d": StepState.PENDING,
-    }
-    assert ready_steps(template, states) == ["a", "b"]  # type: ignore[arg-type]
+    assert execution_order(template) == ["c", "z", "a", "b", "d"]  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any
 
@@ -43,22 +43,30 @@ class SqlPromotionRepository(SqlRepository[Promotion]):
         return row
 
     def _complete(self, promotion: Promotion) -> Promotion:
-        latest = self.latest_evaluation(promotion.id)
-        decision = self.decision(promotion.id)
-        return Promotion(
-            **{
-                **{f: getattr(promotion, f) for f in promotion.__dataclass_fields__},
-                "gate_results": tuple(_gate(r) for r in latest["results"]) if latest else (),
-                "approvals": tuple(self.approvals(promotion.id)),
-                "decision": None
-                if decision is None
-                else {
-                    "outcome": decision["outcome"],
-                    "reason": decision["reason"],
-                    "envelope_digest": decision["envelope_digest"],
-                    "keyid": decision["keyid"],
-                },
-            }
+        """Add approvals, the latest gate results and the decision's summary.
+
+        Only the columns shown are read: an evaluation's context and a decision's envelope are
+        kilobytes each and are served by their own endpoints.
+        """
+        v, d = t.promotion_evaluations, t.decisions
+        latest = execute(
+            self._conn,
+            select(v.c.results)
+            .where(v.c.promotion_id == promotion.id)
+            .order_by(v.c.seq.desc())
+            .limit(1),
+        ).scalar()
+        decision = execute(
+            self._conn,
+            select(d.c.outcome, d.c.reason, d.c.envelope_digest, d.c.keyid).where(
+                d.c.promotion_id == promotion.id
+            ),
+        ).first()
+        return replace(
+            promotion,
+            gate_results=tuple(_gate(r) for r in latest or ()),
+            approvals=tuple(self.approvals(promotion.id)),
+            decision=None if decision is None else dict(mapping(decision)),
         )
 
     def find(self, tenant_id: uuid.UUID, ref: str, lock: bool = False) -> Promotion | None:
@@ -201,12 +209,6 @@ class SqlPromotionRepository(SqlRepository[Promotion]):
         v = t.promotion_evaluations
         stmt = v.select().where(v.c.promotion_id == promotion_id).order_by(v.c.seq)
         return [dict(mapping(r)) for r in execute(self._conn, stmt)]
-
-    def latest_evaluation(self, promotion_id: uuid.UUID) -> dict[str, Any] | None:
-        v = t.promotion_evaluations
-        stmt = v.select().where(v.c.promotion_id == promotion_id).order_by(v.c.seq.desc()).limit(1)
-        row = execute(self._conn, stmt).first()
-        return None if row is None else dict(mapping(row))
 
     def evaluation_by_seq(self, promotion_id: uuid.UUID, seq: int) -> dict[str, Any] | None:
         v = t.promotion_evaluations
