@@ -5,24 +5,34 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import Engine
 
 from stella.adapters.db.engine import make_engine
 from stella.adapters.db.run_store import SqlRunStore
 from stella.adapters.db.unit_of_work import SqlAlchemyUnitOfWork
-from stella.adapters.metrics import PrometheusMetrics
+from stella.adapters.executors import SshExecutor, render_compose_lockfile
+from stella.adapters.metrics import AGENTS_ONLINE, TARGETS_DRIFTED, PrometheusMetrics
+from stella.adapters.pki import AgentCA
 from stella.adapters.policy.rego import RegoPolicyEvaluator
 from stella.adapters.registry.connectors import connector_factory
-from stella.adapters.secrets import resolve_secret
+from stella.adapters.secrets import resolve_secret, secret_dirs
 from stella.adapters.signing.dsse import SigningKey
 from stella.adapters.steps import builtin_registry
 from stella.config import Settings
+from stella.domain.tenancy import Principal, Role
 from stella.domain.workflow_runs import WorkflowRun
-from stella.services import workflows
+from stella.services import agents, deployments, drift, workflows
+from stella.services.agents import AgentSettings
 from stella.services.context import CallContext
+from stella.services.deploy_step import DeployStep, RollbackDeployStep
+from stella.services.deployment_ports import TaskExecutor
+from stella.services.deployments import DeploymentServices
 from stella.services.ports import (
     Clock,
     RegistryConnectorFactory,
@@ -31,7 +41,7 @@ from stella.services.ports import (
     UnitOfWorkFactory,
 )
 from stella.services.promotions import PromotionServices, settle_deployments
-from stella.services.specs import RunSpec
+from stella.services.specs import RunSpec, WorkflowSpec
 from stella.services.steps import StepRegistry
 from stella.services.workflow_engine import RunAdvancer, TemplateCache, WorkflowEngine
 from stella.services.workflow_ports import RunStore
@@ -60,6 +70,9 @@ class Container:
     advancer: RunAdvancer
     promotions: PromotionServices
     signing_key: SigningKey
+    agent_ca: AgentCA
+    agent_settings: AgentSettings
+    deployments: DeploymentServices
 
     def make_worker(self, name: str | None = None) -> Worker:
         """A worker on this container's database, named `host:pid:random` unless given."""
@@ -77,12 +90,47 @@ class Container:
         )
         promotions = self.promotions
         clock = self.clock
+        drift_every = Every(self.settings.drift_interval_seconds)
         return Worker(
             engine,
             settings,
-            periodic=[lambda: settle_deployments(promotions, clock)],
+            periodic=[
+                lambda: settle_deployments(promotions, clock),
+                lambda: agents.sweep(self.uow, clock, self.agent_settings),
+                lambda: deployments.requeue_overdue_worker_jobs(self.uow, clock),
+                lambda: drift_every(self.record_drift),
+            ],
             metrics=PrometheusMetrics(),
         )
+
+    def record_drift(self) -> None:
+        """Look at every target and export how many drifted, per environment."""
+        with self.read_uow() as uow:
+            AGENTS_ONLINE.set(uow.agents.count_by_state().get("online", 0))
+            tenants = uow.tenants.ids()
+        for tenant_id in tenants:
+            system = CallContext(Principal(None, tenant_id, "drift", Role.ADMIN), None, self.clock)
+            counts: dict[str, int] = {}
+            for item in drift.check_drift(self.uow, system, None, self.deployments.agentless):
+                counts[item.environment] = counts.get(item.environment, 0) + (
+                    item.state == "drifted"
+                )
+            for environment, drifted in counts.items():
+                TARGETS_DRIFTED.labels(environment).set(drifted)
+
+
+class Every:
+    """Calls its action at most once per interval (periodic jobs run more often than that)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.last = 0.0
+
+    def __call__(self, action: Callable[[], object]) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.seconds:
+            self.last = now
+            action()
 
 
 def build_container(settings: Settings, engine: Engine | None = None) -> Container:
@@ -106,6 +154,27 @@ def build_container(settings: Settings, engine: Engine | None = None) -> Contain
         workflows.cancel_run(uow, ctx, run_id, run_store, advancer)
 
     signing_key = SigningKey.load_or_create(settings.keys_dir)
+    agent_settings = AgentSettings(
+        heartbeat_seconds=settings.agent_heartbeat_seconds,
+        certificate_validity=timedelta(days=settings.agent_cert_days),
+        agent_url=settings.resolved_agent_url,
+    )
+    deployment_services = DeploymentServices(
+        uow=uow,
+        clock=utc_now,
+        render_lockfile=render_compose_lockfile,
+        agentless=ssh_executor,
+        resolve_secret=resolve_secret,
+        worker_id=f"{socket.gethostname()}:{os.getpid()}",
+    )
+    steps = builtin_registry()
+    steps.register("deploy", DeployStep(deployment_services))
+    steps.register("rollback-deploy", RollbackDeployStep(deployment_services))
+
+    def default_workflow(ctx: CallContext) -> str:
+        spec = WorkflowSpec.model_validate(DEFAULT_DEPLOY_WORKFLOW)
+        return workflows.save_template(uow, ctx, spec, steps).template.name
+
     return Container(
         settings=settings,
         engine=db,
@@ -114,12 +183,57 @@ def build_container(settings: Settings, engine: Engine | None = None) -> Contain
         connectors=connector_factory(settings.registry_timeout_seconds),
         clock=utc_now,
         resolve_secret=resolve_secret,
-        steps=builtin_registry(),
+        steps=steps,
         run_store=run_store,
         templates=templates,
         advancer=advancer,
         promotions=PromotionServices(
-            uow, RegoPolicyEvaluator(), signing_key, start_run, cancel_run, PrometheusMetrics()
+            uow,
+            RegoPolicyEvaluator(),
+            signing_key,
+            start_run,
+            cancel_run,
+            PrometheusMetrics(),
+            default_workflow,
         ),
         signing_key=signing_key,
+        agent_ca=AgentCA.load_or_create(settings.keys_dir),
+        agent_settings=agent_settings,
+        deployments=deployment_services,
     )
+
+
+# The workflow an approved promotion runs when its environment names none of its own.
+DEFAULT_DEPLOY_WORKFLOW: dict[str, object] = {
+    "name": "stella-deploy",
+    "description": "Built in: deploy the promoted release to every active target",
+    "inputs": [
+        {"name": "promotion_id", "type": "string", "required": True},
+        {"name": "release_id", "type": "string", "required": True},
+        {"name": "environment", "type": "string", "required": True},
+    ],
+    "steps": [
+        {
+            "id": "deploy",
+            "type": "deploy",
+            "timeout": "2h",
+            "retry": {"max_attempts": 1},
+            "config": {
+                "release": "${{ inputs.release_id }}",
+                "environment": "${{ inputs.environment }}",
+                "promotion": "${{ inputs.promotion_id }}",
+            },
+        }
+    ],
+}
+
+
+def ssh_executor(connection: dict[str, object]) -> TaskExecutor:
+    """The agentless executor; the private key must lie in a secret folder like any secret."""
+    identity = connection.get("identity_file")
+    if identity is not None:
+        path = Path(str(identity)).resolve()
+        if not any(path.is_relative_to(folder) for folder in secret_dirs()):
+            msg = f"identity_file {identity} is outside the secret folders (STELLA_SECRET_DIRS)"
+            raise PermissionError(msg)
+    return SshExecutor(dict(connection), resolve_secret)

@@ -35,8 +35,23 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(default=0.5, gt=0, le=60)
     worker_grace_seconds: float = Field(default=30.0, ge=0, le=3600)
     work_dir: Path | None = Field(default=None, description="script steps' folders (HOME/work)")
+    agent_listen: str = Field(
+        default="127.0.0.1:8443", description="host:port of the mutual-TLS agent listener"
+    )
+    agent_url: str | None = Field(
+        default=None, description="URL agents reach the agent listener at (https://AGENT_LISTEN)"
+    )
+    agent_heartbeat_seconds: float = Field(
+        default=30.0, ge=0.2, le=3600, description="agents heartbeat this often; 3 missed = offline"
+    )
+    agent_cert_days: int = Field(
+        default=30, ge=1, le=3650, description="agent certificate validity"
+    )
+    drift_interval_seconds: float = Field(
+        default=300.0, ge=1, le=86_400, description="how often workers check targets for drift"
+    )
 
-    @field_validator("listen")
+    @field_validator("listen", "agent_listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
@@ -78,6 +93,18 @@ class Settings(BaseSettings):
     @property
     def listen_port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+    @property
+    def resolved_agent_url(self) -> str:
+        return self.agent_url or f"https://{self.agent_listen}"
+
+    @property
+    def agent_listen_host(self) -> str:
+        return self.agent_listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def agent_listen_port(self) -> int:
+        return int(self.agent_listen.rpartition(":")[2])
 
     @property
     def keys_dir(self) -> Path:

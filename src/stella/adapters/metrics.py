@@ -29,6 +29,12 @@ GATES = Counter(
 AGENTS_ONLINE = Gauge(
     "release_agents_online", "Agents currently online", multiprocess_mode="livemax"
 )
+TARGETS_DRIFTED = Gauge(
+    "release_targets_drifted",
+    "Targets whose containers differ from their last deployment",
+    ["environment"],
+    multiprocess_mode="livemax",
+)
 STEPS = Histogram(
     "release_workflow_steps_duration_seconds",
     "Workflow step durations",

@@ -16,7 +16,7 @@ from stella.domain.releases import Release
 from stella.domain.targets import Target
 from stella.domain.tenancy import User
 from stella.services.apply import ApplyResult
-from stella.services.specs import ApprovalPolicySpec, FreezeWindowSpec
+from stella.services.specs import ApprovalPolicySpec, DeploymentPolicySpec, FreezeWindowSpec
 
 T = TypeVar("T")
 
@@ -39,6 +39,7 @@ class EnvironmentOut(BaseModel):
     approval_policy: ApprovalPolicySpec
     freeze_windows: list[FreezeWindowSpec]
     promotion_workflow: str | None
+    deployment: DeploymentPolicySpec
     created_at: datetime
     updated_at: datetime
 
@@ -71,6 +72,7 @@ class EnvironmentOut(BaseModel):
                 for w in e.freeze_windows
             ],
             promotion_workflow=e.promotion_workflow,
+            deployment=DeploymentPolicySpec(**e.deployment.to_json()),
             created_at=e.created_at,
             updated_at=e.updated_at,
         )

@@ -27,6 +27,37 @@ LABEL_TARGET = "org.stellaops.target"
 DEFAULT_STICKER_PATH = "/var/lib/stella/sticker.json"
 
 
+@dataclass(frozen=True, slots=True)
+class DeploymentPolicy:
+    """How an environment is deployed to (the environment's `deployment` settings)."""
+
+    deploy_on_approval: bool = True  # approved promotions deploy to the environment's targets
+    parallelism: int = 5  # targets deployed at once
+    max_failures: int = 0  # failed targets tolerated before the deployment fails
+    auto_rollback: bool = False  # on failure, redeploy the previous release to touched targets
+    block_on_drift: bool = False  # the health_check gate fails while a target has drifted
+    task_timeout_seconds: float = 600.0
+    sticker_path: str = DEFAULT_STICKER_PATH
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "deploy_on_approval": self.deploy_on_approval,
+            "parallelism": self.parallelism,
+            "max_failures": self.max_failures,
+            "auto_rollback": self.auto_rollback,
+            "block_on_drift": self.block_on_drift,
+            "task_timeout_seconds": self.task_timeout_seconds,
+            "sticker_path": self.sticker_path,
+        }
+
+    @staticmethod
+    def from_json(data: dict[str, Any] | None) -> DeploymentPolicy:
+        if not data:
+            return DeploymentPolicy()
+        known = DeploymentPolicy().to_json()
+        return DeploymentPolicy(**{k: v for k, v in data.items() if k in known})
+
+
 class JobKind(enum.StrEnum):
     DEPLOY = "deploy"
     ROLLBACK = "rollback"
@@ -92,8 +123,10 @@ class Agent:
     state: AgentState
     last_heartbeat: datetime | None
     cert_serial: str
+    cert_fingerprint: str
+    health: dict[str, Any]
     created_at: datetime
-    health: dict[str, Any] = field(default_factory=dict)
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,3 +298,53 @@ def detect_drift(
                 DriftFinding("extra", seen.labels.get(LABEL_COMPONENT), seen.name, None, seen.image)
             )
     return findings
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentJob:
+    """One release deployed (or rolled back) to one target."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    environment_id: uuid.UUID
+    target_id: uuid.UUID
+    target_name: str
+    release_id: uuid.UUID
+    release_version: str
+    promotion_id: uuid.UUID | None
+    run_id: uuid.UUID | None
+    batch: str
+    kind: JobKind
+    state: JobState
+    executor: str  # agent | worker
+    capability: str
+    pinned_agent_id: uuid.UUID | None
+    agent_id: uuid.UUID | None
+    attempt: int
+    task_digest: str
+    artifacts: dict[str, str]  # name -> sha256 digest of the stored artifact
+    task_token_hash: str | None
+    lease_expires_at: datetime | None
+    timeout_seconds: float
+    error: str | None
+    log: str
+    result: dict[str, Any] | None
+    correlation_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class JoinToken:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    environment_id: uuid.UUID
+    capabilities: list[str]
+    token_hash: str
+    expires_at: datetime
+    used_at: datetime | None
+    agent_id: uuid.UUID | None
+    created_by_name: str
+    created_at: datetime

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from stella.domain.deployments import DeploymentPolicy
 from stella.domain.durations import parse_duration
 from stella.domain.errors import FieldError
 from stella.domain.tenancy import Role
@@ -81,6 +82,7 @@ class Environment:
     updated_at: datetime
     description: str = field(default="")
     promotion_workflow: str | None = None  # template run when a promotion into it is approved
+    deployment: DeploymentPolicy = field(default_factory=DeploymentPolicy)
 
 
 def _parse_instant(value: str, path: str, errors: list[FieldError]) -> datetime | None:

@@ -133,6 +133,8 @@ class Promotion:
     state: PromotionState
     updated_at: datetime
     run_id: uuid.UUID | None = None
+    kind: str = "promotion"  # or "rollback": redeploys an earlier release into the environment
+    rollback_of: uuid.UUID | None = None  # the deployed promotion a rollback undoes
     gate_results: tuple[GateResult, ...] = ()
     approvals: tuple[Approval, ...] = ()
     decision: dict[str, Any] | None = field(default=None)

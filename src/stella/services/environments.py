@@ -8,6 +8,7 @@ from datetime import datetime
 
 from dateutil.rrule import rrulestr
 
+from stella.domain.deployments import DeploymentPolicy
 from stella.domain.environments import (
     ApprovalPolicy,
     Environment,
@@ -57,6 +58,7 @@ def build_environment(
         created_at=current.created_at if current else now,
         updated_at=now,
         promotion_workflow=spec.promotion_workflow,
+        deployment=DeploymentPolicy(**spec.deployment.model_dump()),
     )
 
 
@@ -123,7 +125,13 @@ def update_environment(
     require(ctx, Permission.ADMINISTER, uow_factory, "change environments")
     with uow_factory() as uow:
         current = get_environment(uow, ctx.principal.tenant_id, ref)
-        data = spec_of(current).model_dump() | patch.model_dump(exclude_unset=True)
+        base = spec_of(current).model_dump()
+        changes_in = patch.model_dump(exclude_unset=True)
+        if patch.deployment is not None:  # a partial `deployment` changes only what it names
+            changes_in["deployment"] = base["deployment"] | patch.deployment.model_dump(
+                exclude_unset=True
+            )
+        data = base | changes_in
         spec = EnvironmentSpec.model_validate(data)
         updated = build_environment(spec, current.tenant_id, ctx.clock(), current)
         changes = changed_fields(current, updated)

@@ -57,6 +57,13 @@ def _result(
 
 def previous_environment(ctx: Context) -> GateResult:
     inputs = {"source": ctx["source"], "previous": ctx["previous_promotions"]}
+    if ctx["promotion"].get("kind") == "rollback":
+        return _result(
+            "previous_environment",
+            True,
+            "rollback to a release deployed to this environment before",
+            inputs | {"kind": "rollback"},
+        )
     if ctx["source"] is None:
         return _result(
             "previous_environment", True, "first environment: nothing to precede it", inputs
@@ -136,13 +143,18 @@ def security(ctx: Context) -> GateResult:
 
 def health_check(ctx: Context) -> GateResult:
     inputs = {"targets": ctx["targets"]}
-    unhealthy = [
-        t["name"] for t in ctx["targets"] if t["state"] == "active" and t["health"] != "healthy"
-    ]
-    if unhealthy:
-        return _result(
-            "health_check", False, f"targets not healthy: {', '.join(unhealthy)}", inputs
-        )
+    active = [t for t in ctx["targets"] if t["state"] == "active"]
+    problems = (
+        [f"{t['name']} is {t['health']}" for t in active if t["health"] != "healthy"]
+        + [
+            f"{t['name']} has no online agent ({t['agent']})"
+            for t in active
+            if t.get("agent") not in {None, "online", "degraded"}
+        ]
+        + [f"{t['name']} has drifted" for t in active if t.get("drift") == "drifted"]
+    )
+    if problems:
+        return _result("health_check", False, f"targets not ready: {'; '.join(problems)}", inputs)
     count = len([t for t in ctx["targets"] if t["state"] == "active"])
     return _result("health_check", True, f"{count} target(s) healthy", inputs)
 

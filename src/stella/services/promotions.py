@@ -18,6 +18,7 @@ from opentelemetry import trace
 
 import stella
 from stella.domain.canonical import canonical_json, digest
+from stella.domain.deployments import CAPABILITY_FOR_TARGET, JobKind, JobState, detect_drift
 from stella.domain.environments import Environment
 from stella.domain.errors import (
     Conflict,
@@ -30,9 +31,10 @@ from stella.domain.ids import new_id
 from stella.domain.pagination import Page, PageRequest
 from stella.domain.promotions import Approval, Promotion, PromotionState, check_transition
 from stella.domain.releases import Release, ReleaseState
+from stella.domain.targets import Target, TargetState
 from stella.domain.tenancy import Permission, Principal, Role
 from stella.domain.workflow_runs import WorkflowRun
-from stella.services import gates, workflows
+from stella.services import deployments, gates, workflows
 from stella.services.context import CallContext, record, require
 from stella.services.metrics import Metrics, NoMetrics
 from stella.services.ports import DecisionSigner, UnitOfWork, UnitOfWorkFactory
@@ -54,6 +56,8 @@ class PromotionServices:
     start_run: StartRun | None = None
     cancel_run: Callable[[CallContext, str], None] | None = None
     metrics: Metrics = field(default_factory=NoMetrics)
+    # the built-in deploy workflow's name, saved for the tenant on first use
+    default_workflow: Callable[[CallContext], str] | None = None
 
 
 def _release(uow: UnitOfWork, tenant_id: uuid.UUID, ref: str) -> Release:
@@ -218,6 +222,7 @@ def build_context(uow: UnitOfWork, promotion: Promotion, now: datetime) -> dict[
             "requested_by": str(promotion.requested_by),
             "requested_by_name": promotion.requested_by_name,
             "requested_at": promotion.requested_at.isoformat(),
+            "kind": promotion.kind,
         },
         "release": {
             "id": str(release.id),
@@ -266,12 +271,39 @@ def build_context(uow: UnitOfWork, promotion: Promotion, now: datetime) -> dict[
             d: {"scan_id": str(v["id"]), "blocking": v["blocking"], "findings": len(v["findings"])}
             for d, v in verdicts.items()
         },
-        "targets": [
-            {"name": t.name, "health": str(t.health), "state": str(t.state)} for t in targets
-        ],
+        "targets": [_target_context(uow, target, t) for t in targets],
         "policies": policies,
         "overrides": uow.promotions.overrides(promotion.id),
     }
+
+
+def _target_context(uow: UnitOfWork, environment: Environment, target: Target) -> dict[str, Any]:
+    """A target as the health_check gate sees it: health, agent liveness and (if the
+    environment blocks on it) drift."""
+    entry: dict[str, Any] = {
+        "name": target.name,
+        "health": str(target.health),
+        "state": str(target.state),
+    }
+    capability = CAPABILITY_FOR_TARGET.get(str(target.type))
+    if target.agent_id is not None:
+        agent = uow.agents.by_id(target.agent_id)
+        entry["agent"] = str(agent.state) if agent else "missing"
+    elif capability is not None:
+        online = uow.agents.online_with(target.tenant_id, environment.id, capability)
+        entry["agent"] = "online" if online else "offline"
+    if environment.deployment.block_on_drift:
+        entry["drift"] = _drift_state(uow, target)
+    return entry
+
+
+def _drift_state(uow: UnitOfWork, target: Target) -> str:
+    last = uow.jobs.last_succeeded(target.id)
+    seen = uow.observations.get(target.id)
+    if last is None or seen is None:
+        return "unknown"
+    task = deployments.load_task(uow, last)
+    return "drifted" if detect_drift(task.containers, seen[0], str(target.id)) else "in_sync"
 
 
 def _evaluate(
@@ -618,9 +650,10 @@ def _envelope_differences(
 def _start_deployment(services: PromotionServices, ctx: CallContext, ref: str) -> Promotion:
     """An approved promotion into an environment with a promotion workflow starts that workflow.
 
-    The run is started by the system on the promotion's behalf (inputs: promotion_id, release,
-    version, environment, components — those the template declares); the promotion is then
-    `deploying` until the run ends (see `settle_deployments`).
+    The run is started by the system on the promotion's behalf (inputs: promotion_id,
+    release_id, release, version, environment, components — those the template declares); the
+    promotion is then `deploying` until the run ends (see `settle_deployments`). An environment
+    without its own workflow but with active targets gets the built-in deploy workflow.
     """
     promotion = get_promotion(services.uow, ctx, ref)
     if promotion.state is not PromotionState.APPROVED or promotion.run_id or not services.start_run:
@@ -628,45 +661,56 @@ def _start_deployment(services: PromotionServices, ctx: CallContext, ref: str) -
     with services.uow(read_only=True) as uow:
         target = uow.environments.get_by_id(promotion.tenant_id, promotion.target_environment_id)
         release = uow.releases.get(promotion.tenant_id, str(promotion.release_id))
-    if target is None or release is None or not target.promotion_workflow:
+        has_targets = target is not None and any(
+            t.state is TargetState.ACTIVE
+            for t in uow.targets.page(promotion.tenant_id, PageRequest(limit=500), target.id).items
+        )
+    if target is None or release is None:
         return promotion
-    inputs = {
-        "promotion_id": str(promotion.id),
-        "release": release.name,
-        "version": release.version,
-        "environment": target.slug,
-        "components": {c.name: f"{c.repository}@{c.digest}" for c in release.components},
-    }
     system = CallContext(
         Principal(None, promotion.tenant_id, f"promotion:{promotion.id}", Role.ADMIN),
         ctx.correlation_id,
         ctx.clock,
     )
+    workflow_name = target.promotion_workflow
+    deploys = has_targets and target.deployment.deploy_on_approval
+    default_workflow = services.default_workflow if deploys else None
+    if workflow_name is None and default_workflow is None:
+        return promotion  # nothing to deploy to: the promotion stays approved
+    inputs = {
+        "promotion_id": str(promotion.id),
+        "release_id": str(release.id),
+        "release": release.name,
+        "version": release.version,
+        "environment": target.slug,
+        "components": {c.name: f"{c.repository}@{c.digest}" for c in release.components},
+    }
     try:
+        if default_workflow is not None and workflow_name is None:
+            workflow_name = default_workflow(system)
+        workflow_name = str(workflow_name)
         with services.uow(read_only=True) as uow:
             declared = {
                 i.name
-                for i in workflows.get_template(
-                    uow, promotion.tenant_id, target.promotion_workflow
-                ).inputs
+                for i in workflows.get_template(uow, promotion.tenant_id, workflow_name).inputs
             }
         run = services.start_run(
             system,
             RunSpec(
-                workflow=target.promotion_workflow,
+                workflow=workflow_name,
                 inputs={k: v for k, v in inputs.items() if k in declared},
             ),
         )
         state, reason, run_id = (
             PromotionState.DEPLOYING,
-            f"workflow {target.promotion_workflow} run {run.id} started",
+            f"workflow {workflow_name} run {run.id} started",
             run.id,
         )
     except Exception as exc:  # noqa: BLE001 - whatever stops the start, the promotion must not hang in approved
         detail = exc.detail if isinstance(exc, StellaError) else type(exc).__name__
         state, reason, run_id = (
             PromotionState.FAILED,
-            f"could not start workflow {target.promotion_workflow}: {detail}",
+            f"could not start workflow {workflow_name}: {detail}",
             None,
         )
     with services.uow() as uow:
@@ -712,11 +756,38 @@ def settle_deployments(services: PromotionServices, clock: Callable[[], datetime
             locked = uow.promotions.find(promotion.tenant_id, str(promotion.id), lock=True)
             if locked is None or locked.state is not PromotionState.DEPLOYING:
                 continue
+            if state is PromotionState.FAILED and _rolled_back(uow, locked.id):
+                state = PromotionState.ROLLED_BACK  # the deploy step restored the previous release
             uow.promotions.set_state(locked.id, state, clock())
             reason = f"workflow run {run.id} {run.state}" + (f": {run.error}" if run.error else "")
             uow.promotions.add_event(
                 locked.id, "deploying", str(state), None, "workflow", reason, clock()
             )
+            if state is PromotionState.DEPLOYED and locked.rollback_of is not None:
+                _mark_undone(uow, locked, clock())
             uow.commit()
             settled += 1
     return settled
+
+
+def _rolled_back(uow: UnitOfWork, promotion_id: uuid.UUID) -> bool:
+    """True when the promotion's rollback jobs ran and all of them succeeded."""
+    jobs = [j for j in uow.jobs.for_promotion(promotion_id) if j.kind is JobKind.ROLLBACK]
+    return bool(jobs) and all(j.state is JobState.SUCCEEDED for j in jobs)
+
+
+def _mark_undone(uow: UnitOfWork, rollback: Promotion, now: datetime) -> None:
+    """A deployed rollback moves the promotion it undid from deployed to rolled_back."""
+    undone = uow.promotions.find(rollback.tenant_id, str(rollback.rollback_of), lock=True)
+    if undone is None or undone.state is not PromotionState.DEPLOYED:
+        return
+    uow.promotions.set_state(undone.id, PromotionState.ROLLED_BACK, now)
+    uow.promotions.add_event(
+        undone.id,
+        "deployed",
+        "rolled_back",
+        None,
+        "rollback",
+        f"rolled back by promotion {rollback.id} to {rollback.release_version}",
+        now,
+    )

@@ -39,6 +39,25 @@ class FreezeWindowSpec(Spec):
     timezone: str | None = None
 
 
+class DeploymentPolicySpec(Spec):
+    deploy_on_approval: bool = Field(
+        default=True,
+        description="an approved promotion deploys to the targets (built-in deploy workflow)",
+    )
+    parallelism: int = Field(default=5, ge=1, le=100, description="targets deployed at once")
+    max_failures: int = Field(default=0, ge=0, le=10_000, description="failed targets tolerated")
+    auto_rollback: bool = Field(
+        default=False, description="redeploy the previous release when a deployment fails"
+    )
+    block_on_drift: bool = Field(
+        default=False, description="the health_check gate fails while a target has drifted"
+    )
+    task_timeout_seconds: float = Field(default=600.0, ge=1, le=86_400)
+    sticker_path: str = Field(
+        default="/var/lib/stella/sticker.json", min_length=2, max_length=512, pattern=r"^/"
+    )
+
+
 class EnvironmentSpec(Spec):
     name: str = NAME
     slug: str = Field(min_length=1, max_length=63)
@@ -53,6 +72,7 @@ class EnvironmentSpec(Spec):
     promotion_workflow: str | None = Field(
         default=None, max_length=128, description="workflow run when a promotion is approved"
     )
+    deployment: DeploymentPolicySpec = Field(default_factory=DeploymentPolicySpec)
 
 
 class EnvironmentPatch(Spec):
@@ -66,6 +86,7 @@ class EnvironmentPatch(Spec):
     freeze_windows: list[FreezeWindowSpec] | None = None
     state: EnvironmentState | None = None
     promotion_workflow: str | None = Field(default=None, max_length=128)
+    deployment: DeploymentPolicySpec | None = None
 
 
 class TargetSpec(Spec):

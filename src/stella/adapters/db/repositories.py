@@ -15,6 +15,7 @@ from stella.adapters.db import tables as t
 from stella.adapters.db.repository_base import SqlRepository, execute, mapping, parse_uuid
 from stella.domain.audit import AuditEvent
 from stella.domain.components import Component, ComponentVersion
+from stella.domain.deployments import DeploymentPolicy
 from stella.domain.environments import (
     ApprovalPolicy,
     Environment,
@@ -42,6 +43,9 @@ class SqlTenantRepository:
 
     def count(self) -> int:
         return int(execute(self._conn, select(func.count()).select_from(t.tenants)).scalar_one())
+
+    def ids(self) -> list[uuid.UUID]:
+        return list(execute(self._conn, select(t.tenants.c.id)).scalars())
 
 
 class SqlUserRepository(SqlRepository[User]):
@@ -115,6 +119,7 @@ class SqlEnvironmentRepository(SqlRepository[Environment]):
             created_at=m["created_at"],
             updated_at=m["updated_at"],
             promotion_workflow=m["promotion_workflow"],
+            deployment=DeploymentPolicy.from_json(m["deployment_policy"]),
         )
 
     def _to_row(self, entity: Environment) -> dict[str, Any]:
@@ -127,6 +132,7 @@ class SqlEnvironmentRepository(SqlRepository[Environment]):
         row["freeze_windows"] = [
             {k: v for k, v in asdict(w).items() if v is not None} for w in entity.freeze_windows
         ]
+        row["deployment_policy"] = row.pop("deployment")
         return row
 
     def get_by_id(self, tenant_id: uuid.UUID, id_: uuid.UUID) -> Environment | None:

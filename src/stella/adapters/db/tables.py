@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -125,6 +126,7 @@ environments = Table(
     Column("freeze_windows", JsonDocument, nullable=False),
     *_timestamps(),
     Column("promotion_workflow", String(128), nullable=True),  # added in revision 0003
+    Column("deployment_policy", JsonDocument, nullable=True),  # added in revision 0004
     UniqueConstraint("tenant_id", "slug"),
     UniqueConstraint("tenant_id", "promotion_order"),
 )
@@ -347,6 +349,8 @@ promotions = Table(
     Column("state", String(24), nullable=False),  # current state; history in promotion_events
     Column("updated_at", UtcDateTime, nullable=False),
     Column("run_id", Uuid, nullable=True),  # the promotion workflow's run, once approved
+    Column("kind", String(16), nullable=False, server_default="promotion"),  # or rollback
+    Column("rollback_of", Uuid, nullable=True),  # the promotion a rollback undoes
     Index(None, "tenant_id", "id"),
     Index(None, "tenant_id", "target_environment_id", "state", "id"),
     Index(None, "tenant_id", "release_id", "target_environment_id"),
@@ -447,4 +451,99 @@ scan_verdicts = Table(
     Column("created_by_name", String(128), nullable=False),
     Index(None, "tenant_id", "id"),
     Index(None, "tenant_id", "digest", "id"),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("environment_id", Uuid, ForeignKey("environments.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("capabilities", JsonDocument, nullable=False),
+    Column("labels", JsonDocument, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("last_heartbeat", UtcDateTime, nullable=True),
+    Column("cert_serial", String(64), nullable=False),
+    Column("cert_fingerprint", String(64), nullable=False),
+    Column("health", JsonDocument, nullable=False),
+    *_timestamps(),
+    UniqueConstraint("tenant_id", "name"),
+    Index(None, "tenant_id", "id"),
+    Index(None, "state", "last_heartbeat"),
+)
+
+agent_join_tokens = Table(
+    "agent_join_tokens",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("environment_id", Uuid, ForeignKey("environments.id"), nullable=False),
+    Column("capabilities", JsonDocument, nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+    Column("agent_id", Uuid, nullable=True),
+    Column("created_by_name", String(128), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "tenant_id", "id"),
+)
+
+deployment_jobs = Table(
+    "deployment_jobs",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("environment_id", Uuid, ForeignKey("environments.id"), nullable=False),
+    Column("target_id", Uuid, ForeignKey("targets.id"), nullable=False),
+    Column("target_name", String(128), nullable=False),
+    Column("release_id", Uuid, ForeignKey("releases.id"), nullable=False),
+    Column("release_version", String(128), nullable=False),
+    Column("promotion_id", Uuid, nullable=True),
+    Column("run_id", Uuid, nullable=True),
+    Column("batch", String(200), nullable=False),  # the step attempt that made it
+    Column("kind", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("executor", String(16), nullable=False),  # agent | worker
+    Column("capability", String(32), nullable=False),
+    Column("pinned_agent_id", Uuid, nullable=True),
+    Column("agent_id", Uuid, nullable=True),
+    Column("attempt", Integer, nullable=False),
+    Column("task_digest", String(71), nullable=False),
+    Column("artifacts", JsonDocument, nullable=False),
+    Column("task_token_hash", String(64), nullable=True),
+    Column("lease_expires_at", UtcDateTime, nullable=True),
+    Column("timeout_seconds", Float, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("log", Text, nullable=False),
+    Column("result", JsonDocument, nullable=True),
+    Column("correlation_id", String(128), nullable=True),
+    *_timestamps(),
+    Column("started_at", UtcDateTime, nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Index(None, "tenant_id", "id"),
+    Index(None, "tenant_id", "target_id", "id"),
+    Index(None, "batch"),
+    Index(None, "state", "environment_id", "capability"),
+)
+
+deployment_artifacts = Table(
+    "deployment_artifacts",
+    metadata,
+    Column("tenant_id", Uuid, ForeignKey("tenants.id"), primary_key=True),
+    Column("digest", String(71), primary_key=True),
+    Column("media_type", String(128), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+target_observations = Table(
+    "target_observations",
+    metadata,
+    Column("target_id", Uuid, ForeignKey("targets.id"), primary_key=True),
+    _tenant_fk(),
+    Column("observed_by", String(160), nullable=False),
+    Column("containers", JsonDocument, nullable=False),
+    Column("observed_at", UtcDateTime, nullable=False),
 )

@@ -7,6 +7,13 @@ from types import TracebackType
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
+from stella.adapters.db.deployment_repositories import (
+    SqlAgentRepository,
+    SqlArtifactStore,
+    SqlDeploymentJobRepository,
+    SqlJoinTokenRepository,
+    SqlObservationRepository,
+)
 from stella.adapters.db.engine import READ_ONLY_OPTION
 from stella.adapters.db.promotion_repositories import (
     SqlPolicyRepository,
@@ -60,6 +67,11 @@ class SqlAlchemyUnitOfWork:
         self.promotions = SqlPromotionRepository(conn)
         self.policies = SqlPolicyRepository(conn)
         self.verdicts = SqlVerdictRepository(conn)
+        self.agents = SqlAgentRepository(conn)
+        self.join_tokens = SqlJoinTokenRepository(conn)
+        self.jobs = SqlDeploymentJobRepository(conn)
+        self.artifacts = SqlArtifactStore(conn)
+        self.observations = SqlObservationRepository(conn)
         return self
 
     def __exit__(

@@ -140,6 +140,12 @@ class SqlRunRepository(SqlRepository[WorkflowRun]):
         row.pop("steps")
         return row
 
+    def tenant_of(self, run_id: uuid.UUID) -> uuid.UUID | None:
+        """The tenant a run belongs to (steps know their run id only)."""
+        stmt = select(self.table.c.tenant_id).where(self.table.c.id == run_id)
+        value = execute(self._conn, stmt).scalar()
+        return value if isinstance(value, uuid.UUID) else None
+
     def create(self, run: WorkflowRun, events: list[RunEvent]) -> None:
         """Insert a run with its steps and first events."""
         self.add(run)

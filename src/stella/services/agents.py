@@ -1,0 +1,388 @@
+"""Agents: enrolment with one-time join tokens, identity, heartbeats, liveness and revocation.
+
+An agent is created by enrolling: it presents an unused, unexpired join token and a CSR, and
+receives a certificate from the orchestrator's CA. From then on it is known only by that
+certificate on the mTLS listener; every request re-reads the agent row, so revoking an agent
+makes its certificate useless at once. An agent silent for three heartbeat intervals is marked
+offline and its running jobs are handed to another agent or failed with the reason.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from stella.domain.deployments import (
+    KNOWN_CAPABILITIES,
+    Agent,
+    AgentState,
+    DeploymentJob,
+    JobState,
+    JoinToken,
+    ObservedContainer,
+)
+from stella.domain.durations import parse_duration
+from stella.domain.errors import (
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    ValidationFailed,
+)
+from stella.domain.ids import new_id
+from stella.domain.pagination import Page, PageRequest
+from stella.domain.tenancy import Permission
+from stella.services.auth import hash_token
+from stella.services.context import CallContext, record, require
+from stella.services.environments import get_environment
+from stella.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
+
+JOIN_TOKEN_PREFIX = "stj_"  # noqa: S105 - a recognisable prefix, not a secret
+MAX_TOKEN_TTL = timedelta(days=7)
+OFFLINE_AFTER_INTERVALS = 3
+MAX_REASSIGNMENTS = 3
+MAX_LOG_CHARS = 256_000
+
+
+class IssuedCertificateLike(Protocol):
+    cert_pem: str
+    serial: str
+    fingerprint: str
+
+
+class CertificateAuthority(Protocol):
+    """The orchestrator's agent CA (adapters.pki.AgentCA)."""
+
+    @property
+    def ca_cert_pem(self) -> str: ...
+
+    def issue_client_certificate(
+        self, csr_pem: str, agent_id: uuid.UUID, validity: timedelta
+    ) -> IssuedCertificateLike: ...
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    heartbeat_seconds: float = 30.0
+    certificate_validity: timedelta = timedelta(days=30)
+    agent_url: str = "https://127.0.0.1:8443"
+
+    @property
+    def offline_after(self) -> timedelta:
+        return timedelta(seconds=self.heartbeat_seconds * OFFLINE_AFTER_INTERVALS)
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    agent: Agent
+    certificate_pem: str
+    ca_certificate_pem: str
+    agent_url: str
+    heartbeat_seconds: float
+
+
+def create_join_token(
+    uow_factory: UnitOfWorkFactory,
+    ctx: CallContext,
+    environment: str,
+    capabilities: list[str],
+    ttl: str,
+) -> tuple[str, JoinToken]:
+    """A one-time token an agent enrols with; only its hash is stored."""
+    require(ctx, Permission.ADMINISTER, uow_factory, "create agent join tokens")
+    errors = []
+    unknown = sorted(set(capabilities) - KNOWN_CAPABILITIES)
+    if not capabilities:
+        errors.append(("capabilities", "name at least one of docker, compose, ssh"))
+    elif unknown:
+        errors.append(
+            (
+                "capabilities",
+                f"unknown capability {unknown[0]!r}; known: "
+                + ", ".join(sorted(KNOWN_CAPABILITIES)),
+            )
+        )
+    try:
+        lifetime = parse_duration(ttl)
+    except ValueError as exc:
+        errors.append(("ttl", str(exc)))
+        lifetime = timedelta(0)
+    if not errors and not timedelta(seconds=1) <= lifetime <= MAX_TOKEN_TTL:
+        errors.append(("ttl", "must be between 1s and 7d"))
+    if errors:
+        raise ValidationFailed.single(*errors[0])
+    token = JOIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = ctx.clock()
+    with uow_factory() as uow:
+        env = get_environment(uow, ctx.principal.tenant_id, environment)
+        join = JoinToken(
+            id=new_id(),
+            tenant_id=ctx.principal.tenant_id,
+            environment_id=env.id,
+            capabilities=sorted(set(capabilities)),
+            token_hash=hash_token(token),
+            expires_at=now + lifetime,
+            used_at=None,
+            agent_id=None,
+            created_by_name=ctx.principal.name,
+            created_at=now,
+        )
+        uow.join_tokens.add(join)
+        record(
+            uow,
+            ctx,
+            "agent.join_token_created",
+            "agent_join_token",
+            join.id,
+            {
+                "environment": env.slug,
+                "capabilities": join.capabilities,
+                "expires_at": join.expires_at.isoformat(),
+            },
+        )
+        uow.commit()
+    return token, join
+
+
+def enroll(
+    uow_factory: UnitOfWorkFactory,
+    ca: CertificateAuthority,
+    settings: AgentSettings,
+    clock: Clock,
+    join_token: str,
+    name: str,
+    csr_pem: str,
+    version: str,
+    labels: dict[str, str],
+) -> Enrolment:
+    """Exchange a join token and a CSR for an agent identity and its certificate."""
+    now = clock()
+    agent_id = new_id()
+    with uow_factory() as uow:
+        join = uow.join_tokens.consume(hash_token(join_token), agent_id, now)
+        if join is None:
+            known = uow.join_tokens.find(hash_token(join_token))
+            if known is None:
+                reason = "join token is not valid"
+            elif known.used_at is not None:
+                reason = "join token was already used; create a new one"
+            else:
+                reason = "join token has expired; create a new one"
+            raise Unauthenticated(reason)
+        if uow.agents.get(join.tenant_id, name) is not None:
+            msg = f"an agent named '{name}' already exists; pick another --name or revoke it"
+            raise Conflict(msg)
+        issued = ca.issue_client_certificate(csr_pem, agent_id, settings.certificate_validity)
+        agent = Agent(
+            id=agent_id,
+            tenant_id=join.tenant_id,
+            environment_id=join.environment_id,
+            name=name,
+            version=version,
+            capabilities=join.capabilities,
+            labels=labels,
+            state=AgentState.ONLINE,
+            last_heartbeat=now,
+            cert_serial=issued.serial,
+            cert_fingerprint=issued.fingerprint,
+            health={},
+            created_at=now,
+            updated_at=now,
+        )
+        uow.agents.add(agent)
+        _audit_system(uow, agent, "agent.enrolled", {"name": name, "serial": issued.serial}, now)
+        uow.commit()
+    return Enrolment(
+        agent, issued.cert_pem, ca.ca_cert_pem, settings.agent_url, settings.heartbeat_seconds
+    )
+
+
+def _audit_system(
+    uow: UnitOfWork, agent: Agent, action: str, details: dict[str, Any], now: datetime
+) -> None:
+    from stella.domain.tenancy import Principal, Role
+
+    system = CallContext(
+        Principal(None, agent.tenant_id, f"agent:{agent.name}", Role.ADMIN),
+        None,
+        lambda: now,
+    )
+    record(uow, system, action, "agent", agent.id, details)
+
+
+def authenticate(uow_factory: UnitOfWorkFactory, agent_id: uuid.UUID, serial: str) -> Agent:
+    """The agent a verified client certificate belongs to; revoked or replaced ones fail."""
+    with uow_factory(read_only=True) as uow:
+        agent = uow.agents.by_id(agent_id)
+    if agent is None:
+        msg = "this certificate belongs to no agent"
+        raise Unauthenticated(msg)
+    if agent.state is AgentState.REVOKED:
+        msg = f"agent '{agent.name}' has been revoked; enrol again with a new join token"
+        raise PermissionDenied(msg)
+    if agent.cert_serial != serial:
+        msg = "this certificate has been replaced by a newer one"
+        raise Unauthenticated(msg)
+    return agent
+
+
+def heartbeat(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    agent: Agent,
+    version: str,
+    health: dict[str, Any],
+    inventory: list[ObservedContainer] | None,
+) -> Agent:
+    """Record liveness, health and (when sent) the inventory of every target the agent serves."""
+    now = clock()
+    degraded = health.get("status") in {"degraded", "unhealthy"}
+    state = AgentState.DEGRADED if degraded else AgentState.ONLINE
+    with uow_factory() as uow:
+        uow.agents.heartbeat(
+            agent,
+            {
+                "last_heartbeat": now,
+                "state": str(state),
+                "version": version,
+                "health": health,
+                "updated_at": now,
+            },
+        )
+        if agent.state is AgentState.OFFLINE:
+            _audit_system(uow, agent, "agent.online", {"after": "offline"}, now)
+        if inventory is not None:
+            for target_id in served_targets(uow, agent):
+                uow.observations.record(
+                    agent.tenant_id, target_id, f"agent:{agent.name}", inventory, now
+                )
+        uow.commit()
+    return replace(agent, state=state, last_heartbeat=now, version=version, health=health)
+
+
+def served_targets(uow: UnitOfWork, agent: Agent) -> list[uuid.UUID]:
+    """Targets pinned to the agent, plus unpinned ones it deployed last."""
+    served = []
+    page = uow.targets.page(agent.tenant_id, PageRequest(limit=500), agent.environment_id)
+    for target in page.items:
+        if target.agent_id == agent.id:
+            served.append(target.id)
+        elif target.agent_id is None and str(target.type) in {"docker_host", "compose_host"}:
+            last = uow.jobs.last_succeeded(target.id)
+            if last is not None and last.agent_id == agent.id:
+                served.append(target.id)
+    return served
+
+
+def list_agents(uow_factory: UnitOfWorkFactory, ctx: CallContext, page: PageRequest) -> Page[Agent]:
+    require(ctx, Permission.READ, uow_factory, "list agents")
+    with uow_factory(read_only=True) as uow:
+        return uow.agents.page(ctx.principal.tenant_id, page)
+
+
+def get_agent(uow_factory: UnitOfWorkFactory, ctx: CallContext, ref: str) -> Agent:
+    require(ctx, Permission.READ, uow_factory, "read agents")
+    with uow_factory(read_only=True) as uow:
+        agent = uow.agents.get(ctx.principal.tenant_id, ref)
+    if agent is None:
+        msg = f"agent '{ref}' not found"
+        raise NotFound(msg)
+    return agent
+
+
+def revoke(uow_factory: UnitOfWorkFactory, ctx: CallContext, ref: str) -> Agent:
+    """Revoke an agent: its certificate stops working on the next request; its running jobs
+    go to another agent or fail."""
+    require(ctx, Permission.ADMINISTER, uow_factory, "revoke agents")
+    now = ctx.clock()
+    with uow_factory() as uow:
+        agent = uow.agents.get(ctx.principal.tenant_id, ref)
+        if agent is None:
+            msg = f"agent '{ref}' not found"
+            raise NotFound(msg)
+        if agent.state is AgentState.REVOKED:
+            return agent
+        uow.agents.set_state(agent.id, AgentState.REVOKED, now)
+        for job in uow.jobs.running_on(agent.id):
+            _release_job(uow, job, agent, "was revoked", now)
+        record(uow, ctx, "agent.revoked", "agent", agent.id, {"name": agent.name})
+        uow.commit()
+    return replace(agent, state=AgentState.REVOKED)
+
+
+def sweep(uow_factory: UnitOfWorkFactory, clock: Clock, settings: AgentSettings) -> int:
+    """Mark silent agents offline and release their jobs; fail jobs nobody can take.
+
+    Runs periodically in every worker; each change is a conditional update inside one
+    transaction, so several workers sweeping at once do the work once.
+    """
+    now = clock()
+    changed = 0
+    with uow_factory() as uow:
+        for agent in uow.agents.silent_since(now - settings.offline_after):
+            uow.agents.set_state(agent.id, AgentState.OFFLINE, now)
+            _audit_system(
+                uow,
+                agent,
+                "agent.offline",
+                {
+                    "last_heartbeat": agent.last_heartbeat.isoformat()
+                    if agent.last_heartbeat
+                    else None
+                },
+                now,
+            )
+            for job in uow.jobs.running_on(agent.id):
+                _release_job(uow, job, agent, "went offline", now)
+            changed += 1
+        uow.commit()
+    return changed
+
+
+def _release_job(
+    uow: UnitOfWork, job: DeploymentJob, agent: Agent, what: str, now: datetime
+) -> None:
+    """Hand a running job of a lost agent to another agent, or fail it with the reason."""
+    others = [
+        a
+        for a in uow.agents.online_with(job.tenant_id, job.environment_id, job.capability)
+        if a.id != agent.id
+    ]
+    note = f"agent {agent.name} {what} during the deployment"
+    if job.pinned_agent_id == agent.id:
+        error = f"{note}; the target is pinned to that agent"
+    elif job.attempt >= MAX_REASSIGNMENTS:
+        error = f"{note}; the job was already reassigned {job.attempt - 1} time(s)"
+    elif not others:
+        error = (
+            f"{note}; no other online agent in this environment has capability '{job.capability}'"
+        )
+    else:
+        uow.jobs.set(
+            job.id,
+            state=JobState.PENDING,
+            agent_id=None,
+            task_token_hash=None,
+            lease_expires_at=None,
+            attempt=job.attempt + 1,
+            updated_at=now,
+            log=_append(job.log, f"{now.isoformat()} {note}; reassigning"),
+        )
+        return
+    uow.jobs.set(
+        job.id,
+        state=JobState.FAILED,
+        error=error,
+        finished_at=now,
+        task_token_hash=None,
+        updated_at=now,
+        log=_append(job.log, f"{now.isoformat()} {error}"),
+    )
+
+
+def _append(log: str, line: str) -> str:
+    text = f"{log}\n{line}" if log else line
+    return text[-MAX_LOG_CHARS:]

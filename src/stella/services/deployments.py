@@ -1,0 +1,523 @@
+"""Deployment jobs: rendering immutable tasks, fanning out over targets, running agentless jobs.
+
+A deployment of a release to an environment is a *batch* of jobs, one per active target. Each
+job's task (containers pinned by digest, the compose lockfile, the sticker) is rendered once,
+stored content-addressed and never changes; agents fetch it, the worker runs SSH jobs itself.
+The batch releases at most `parallelism` jobs at a time and stops releasing more once more than
+`max_failures` targets failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from stella.domain.components import Component
+from stella.domain.deployments import (
+    CAPABILITY_FOR_TARGET,
+    LABEL_COMPONENT,
+    LABEL_DEPLOYMENT,
+    LABEL_DIGEST,
+    LABEL_PROMOTION,
+    LABEL_RELEASE,
+    LABEL_TARGET,
+    LABEL_VERSION,
+    ContainerSpec,
+    DeploymentJob,
+    DeploymentOutcome,
+    DeploymentPolicy,
+    DeploymentTask,
+    HealthProbe,
+    JobKind,
+    JobState,
+)
+from stella.domain.durations import parse_duration
+from stella.domain.environments import Environment
+from stella.domain.ids import new_id
+from stella.domain.pagination import PageRequest
+from stella.domain.releases import Release
+from stella.domain.targets import Target, TargetState
+from stella.services.auth import hash_token
+from stella.services.deployment_ports import ExecutorFactory
+from stella.services.ports import Clock, SecretResolver, UnitOfWork, UnitOfWorkFactory
+
+TASK_MEDIA_TYPE = "application/vnd.stella.deployment-task.v1+json"
+LOCKFILE_MEDIA_TYPE = "application/vnd.stella.compose-lockfile.v1+yaml"
+STICKER_SCHEMA = "stella.sticker/v1"
+WORKER_LEASE = timedelta(seconds=30)
+MAX_LOG_CHARS = 256_000
+
+LockfileRenderer = Callable[[str, list[ContainerSpec]], str]
+
+
+@dataclass(frozen=True)
+class DeploymentServices:
+    uow: UnitOfWorkFactory
+    clock: Clock
+    render_lockfile: LockfileRenderer
+    agentless: ExecutorFactory | None  # runs ssh_remote jobs in the worker
+    resolve_secret: SecretResolver
+    worker_id: str = "worker"
+
+
+def sha256(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def canonical(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+
+def _health(runtime: dict[str, Any]) -> HealthProbe | None:
+    check = runtime.get("healthcheck")
+    if not isinstance(check, dict):
+        return None
+    interval = check.get("interval", "1s")
+    seconds = parse_duration(interval).total_seconds() if isinstance(interval, str) else 1.0
+    retries = int(check.get("retries", 30))
+    test = check.get("test")
+    if isinstance(test, str):
+        test = ["CMD-SHELL", test]
+    return HealthProbe(
+        http=check.get("http"),
+        test=[str(t) for t in test] if isinstance(test, list) else None,
+        interval_seconds=max(0.05, seconds),
+        retries=max(1, retries),
+    )
+
+
+def container_spec(
+    component: Component,
+    digest: str,
+    target: Target,
+    release: Release,
+    job_id: uuid.UUID,
+    promotion_id: uuid.UUID | None,
+) -> ContainerSpec:
+    """A component of a release as one container on `target`, labelled with the sticker."""
+    runtime = component.runtime
+    prefix = str(target.connection.get("container_name_prefix", ""))
+    command = runtime.get("command")
+    return ContainerSpec(
+        component=component.name,
+        name=f"{prefix}{component.name}",
+        repository=component.repository,
+        digest=digest,
+        command=command if isinstance(command, (str, list)) else None,
+        environment={str(k): str(v) for k, v in dict(runtime.get("environment", {})).items()},
+        ports=[str(p) for p in runtime.get("ports", [])],
+        volumes=[str(v) for v in runtime.get("volumes", [])],
+        network_mode=str(runtime.get("network_mode", "host")),
+        restart=runtime.get("restart"),
+        init=bool(runtime.get("init", True)),
+        health=_health(runtime),
+        labels={
+            LABEL_RELEASE: release.name,
+            LABEL_VERSION: release.version,
+            LABEL_COMPONENT: component.name,
+            LABEL_DIGEST: digest,
+            LABEL_DEPLOYMENT: str(job_id),
+            LABEL_PROMOTION: str(promotion_id or ""),
+            LABEL_TARGET: str(target.id),
+        },
+    )
+
+
+def render_task(
+    render_lockfile: LockfileRenderer,
+    components: dict[str, Component],
+    release: Release,
+    environment: Environment,
+    target: Target,
+    job_id: uuid.UUID,
+    kind: JobKind,
+    promotion_id: uuid.UUID | None,
+) -> DeploymentTask:
+    """The immutable task for one job: every image pinned by digest, secrets as references."""
+    specs = [
+        container_spec(components[c.name], c.digest, target, release, job_id, promotion_id)
+        for c in sorted(release.components, key=lambda c: c.name)
+    ]
+    project = str(target.connection.get("project") or f"stella-{target.name}")
+    policy = environment.deployment
+    sticker = {
+        "schema": STICKER_SCHEMA,
+        "release": release.name,
+        "release_id": str(release.id),
+        "version": release.version,
+        "environment": environment.slug,
+        "target": target.name,
+        "target_id": str(target.id),
+        "deployment": str(job_id),
+        "kind": str(kind),
+        "promotion": str(promotion_id) if promotion_id else None,
+        "evidence_packet": None,  # sealed evidence packets arrive with the evidence issue
+        "components": {
+            s.component: {"repository": s.repository, "digest": s.digest} for s in specs
+        },
+    }
+    return DeploymentTask(
+        job_id=str(job_id),
+        kind=str(kind),
+        target_id=str(target.id),
+        target_name=target.name,
+        target_type=str(target.type),
+        release_id=str(release.id),
+        release_name=release.name,
+        release_version=release.version,
+        promotion_id=str(promotion_id) if promotion_id else None,
+        project=project,
+        containers=specs,
+        compose_lockfile=render_lockfile(project, specs),
+        sticker_path=str(target.connection.get("sticker_path", policy.sticker_path)),
+        sticker=sticker,
+        connection={k: v for k, v in target.connection.items() if k != "project"},
+        timeout_seconds=policy.task_timeout_seconds,
+    )
+
+
+def task_to_json(task: DeploymentTask) -> dict[str, Any]:
+    return asdict(task)
+
+
+def task_from_json(data: dict[str, Any]) -> DeploymentTask:
+    containers = []
+    for c in data["containers"]:
+        health = c.get("health")
+        containers.append(
+            ContainerSpec(**{**c, "health": HealthProbe(**health) if health else None})
+        )
+    return DeploymentTask(**{**data, "containers": containers})
+
+
+# --- batches -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchStatus:
+    jobs: list[DeploymentJob]
+    done: bool
+    failed: list[DeploymentJob]
+    succeeded: list[DeploymentJob]
+
+    @property
+    def summary(self) -> str:
+        parts = [f"{len(self.succeeded)}/{len(self.jobs)} target(s) deployed"]
+        parts += [f"{j.target_name}: {j.error or j.state}" for j in self.failed]
+        return "; ".join(parts)
+
+
+def create_batch(
+    uow: UnitOfWork,
+    render_lockfile: LockfileRenderer,
+    batch: str,
+    release: Release,
+    environment: Environment,
+    kind: JobKind,
+    promotion_id: uuid.UUID | None,
+    run_id: uuid.UUID | None,
+    correlation_id: str | None,
+    now: datetime,
+    targets: list[Target] | None = None,
+    releases_by_target: dict[uuid.UUID, Release] | None = None,
+) -> list[DeploymentJob]:
+    """One job per active target of the environment (or per given target), in the unit of work.
+
+    `releases_by_target` (rollbacks) deploys a different release to each target.
+    """
+    if targets is None:
+        page = uow.targets.page(release.tenant_id, PageRequest(limit=500), environment.id)
+        targets = [t for t in page.items if t.state is TargetState.ACTIVE]
+    policy = environment.deployment
+    jobs = []
+    for index, target in enumerate(sorted(targets, key=lambda t: t.name)):
+        target_release = (releases_by_target or {}).get(target.id, release)
+        components = uow.components.by_names(
+            release.tenant_id, [c.name for c in target_release.components]
+        )
+        job_id = new_id()
+        capability = CAPABILITY_FOR_TARGET.get(str(target.type), "ssh")
+        agentless = str(target.type) == "ssh_remote" and target.agent_id is None
+        supported = str(target.type) in {"docker_host", "compose_host", "ssh_remote"}
+        missing = [c.name for c in target_release.components if c.name not in components]
+        error = None
+        if not supported:
+            error = f"target type {target.type} has no executor yet"
+        elif missing:
+            error = f"component {missing[0]} no longer exists"
+        task = None
+        artifacts: dict[str, str] = {}
+        if error is None:
+            task = render_task(
+                render_lockfile,
+                components,
+                target_release,
+                environment,
+                target,
+                job_id,
+                kind,
+                promotion_id,
+            )
+            task_text = canonical(task_to_json(task))
+            artifacts = {
+                "task.json": sha256(task_text),
+                "docker-compose.lock.yml": sha256(task.compose_lockfile),
+            }
+            uow.artifacts.put(
+                release.tenant_id, artifacts["task.json"], TASK_MEDIA_TYPE, task_text, now
+            )
+            uow.artifacts.put(
+                release.tenant_id,
+                artifacts["docker-compose.lock.yml"],
+                LOCKFILE_MEDIA_TYPE,
+                task.compose_lockfile,
+                now,
+            )
+        state = (
+            JobState.FAILED
+            if error
+            else (JobState.PENDING if index < policy.parallelism else JobState.QUEUED)
+        )
+        job = DeploymentJob(
+            id=job_id,
+            tenant_id=release.tenant_id,
+            environment_id=environment.id,
+            target_id=target.id,
+            target_name=target.name,
+            release_id=target_release.id,
+            release_version=target_release.version,
+            promotion_id=promotion_id,
+            run_id=run_id,
+            batch=batch,
+            kind=kind,
+            state=state,
+            executor="worker" if agentless else "agent",
+            capability=capability,
+            pinned_agent_id=target.agent_id,
+            agent_id=None,
+            attempt=1,
+            task_digest=artifacts.get("task.json", ""),
+            artifacts=artifacts,
+            task_token_hash=None,
+            lease_expires_at=None,
+            timeout_seconds=policy.task_timeout_seconds,
+            error=error,
+            log="",
+            result=None,
+            correlation_id=correlation_id,
+            created_at=now,
+            updated_at=now,
+            started_at=None,
+            finished_at=now if error else None,
+        )
+        uow.jobs.add(job)
+        jobs.append(job)
+    return jobs
+
+
+def advance_batch(
+    uow: UnitOfWork, batch: str, policy: DeploymentPolicy, now: datetime
+) -> BatchStatus:
+    """Release queued jobs into free slots; stop releasing once too many targets failed."""
+    jobs = uow.jobs.batch(batch)
+    failed = [j for j in jobs if j.state in {JobState.FAILED, JobState.CANCELLED}]
+    over = len(failed) > policy.max_failures
+    active = sum(1 for j in jobs if j.state in {JobState.PENDING, JobState.RUNNING})
+    for job in jobs:
+        if job.state is JobState.QUEUED:
+            if over:
+                uow.jobs.set(
+                    job.id,
+                    state=JobState.CANCELLED,
+                    finished_at=now,
+                    updated_at=now,
+                    error="not started: too many targets failed",
+                )
+            elif active < policy.parallelism:
+                uow.jobs.set(job.id, state=JobState.PENDING, updated_at=now)
+                active += 1
+    jobs = uow.jobs.batch(batch)
+    failed = [j for j in jobs if j.state in {JobState.FAILED, JobState.CANCELLED}]
+    succeeded = [j for j in jobs if j.state is JobState.SUCCEEDED]
+    unfinished = [j for j in jobs if not j.state.is_terminal]
+    # once over the threshold, wait only for jobs already running (never leave one half-done)
+    done = not unfinished or (
+        len(failed) > policy.max_failures
+        and all(j.state is not JobState.RUNNING for j in unfinished)
+    )
+    if done:
+        for job in unfinished:
+            uow.jobs.set(
+                job.id,
+                state=JobState.CANCELLED,
+                finished_at=now,
+                updated_at=now,
+                error="not started: too many targets failed",
+            )
+        jobs = uow.jobs.batch(batch)
+        failed = [j for j in jobs if j.state in {JobState.FAILED, JobState.CANCELLED}]
+    return BatchStatus(jobs, done, failed, succeeded)
+
+
+def cancel_batch(uow: UnitOfWork, batch: str, reason: str, now: datetime) -> None:
+    """Cancel jobs not yet running (running ones finish: never leave a target half-done)."""
+    for job in uow.jobs.batch(batch):
+        if job.state in {JobState.QUEUED, JobState.PENDING}:
+            uow.jobs.set(
+                job.id, state=JobState.CANCELLED, error=reason, finished_at=now, updated_at=now
+            )
+
+
+# --- running tasks -----------------------------------------------------------------------
+
+
+def load_task(uow: UnitOfWork, job: DeploymentJob) -> DeploymentTask:
+    stored = uow.artifacts.get(job.tenant_id, job.task_digest)
+    if stored is None:
+        msg = f"task artifact {job.task_digest} of job {job.id} is missing"
+        raise LookupError(msg)
+    return task_from_json(json.loads(stored[1]))
+
+
+def finish_job(
+    uow: UnitOfWork, job: DeploymentJob, outcome: DeploymentOutcome, now: datetime
+) -> None:
+    """Record an outcome; the job's task credential ends with it."""
+    log = "\n".join(filter(None, [job.log, *outcome.log]))[-MAX_LOG_CHARS:]
+    uow.jobs.set(
+        job.id,
+        state=JobState.SUCCEEDED if outcome.succeeded else JobState.FAILED,
+        error=None if outcome.succeeded else (outcome.error or "failed")[:4000],
+        log=log,
+        result=outcome.to_json(),
+        finished_at=now,
+        updated_at=now,
+        task_token_hash=None,
+        lease_expires_at=None,
+    )
+
+
+def claim_for_agent(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    tenant_id: uuid.UUID,
+    environment_id: uuid.UUID,
+    agent_id: uuid.UUID,
+    capabilities: list[str],
+    task_token: str,
+) -> tuple[DeploymentJob, DeploymentTask] | None:
+    """Give the oldest matching pending job to an agent with a credential scoped to it."""
+    now = clock()
+    with uow_factory() as uow:
+        job = uow.jobs.claim_next(tenant_id, environment_id, capabilities, "agent", agent_id)
+        if job is None:
+            return None
+        task = load_task(uow, job)
+        uow.jobs.set(
+            job.id,
+            state=JobState.RUNNING,
+            agent_id=agent_id,
+            task_token_hash=hash_token(task_token),
+            lease_expires_at=now + timedelta(seconds=job.timeout_seconds),
+            started_at=job.started_at or now,
+            updated_at=now,
+        )
+        uow.commit()
+    return job, task
+
+
+def run_agentless(services: DeploymentServices, batch: str, cancelled: threading.Event) -> int:
+    """Run the batch's pending SSH jobs in this worker, one after another; returns how many."""
+    ran = 0
+    while not cancelled.is_set():
+        now = services.clock()
+        with services.uow() as uow:
+            pending = [
+                j
+                for j in uow.jobs.batch(batch)
+                if j.executor == "worker" and j.state is JobState.PENDING
+            ]
+            if not pending:
+                return ran
+            job = pending[0]
+            uow.jobs.set(
+                job.id,
+                state=JobState.RUNNING,
+                agent_id=None,
+                started_at=now,
+                updated_at=now,
+                lease_expires_at=now + WORKER_LEASE,
+                log=f"{now.isoformat()} executed by {services.worker_id} over SSH",
+            )
+            task = load_task(uow, job)
+            uow.commit()
+        outcome = _execute_with_lease(services, job, task, cancelled)
+        with services.uow() as uow:
+            current = uow.jobs.by_id(job.id, lock=True)
+            if current is not None and current.state is JobState.RUNNING:
+                finish_job(uow, current, outcome, services.clock())
+                uow.commit()
+        ran += 1
+    return ran
+
+
+def _execute_with_lease(
+    services: DeploymentServices,
+    job: DeploymentJob,
+    task: DeploymentTask,
+    cancelled: threading.Event,
+) -> DeploymentOutcome:
+    """Run an agentless task while renewing the job's lease, so a dead worker is noticed."""
+    if services.agentless is None:
+        return DeploymentOutcome(False, "this worker cannot run SSH deployments", [], {}, {})
+    lines: list[str] = []
+    result: list[DeploymentOutcome] = []
+
+    def run() -> None:
+        try:
+            executor = services.agentless(task.connection)  # type: ignore[misc]
+            result.append(executor.deploy(task, lines.append, cancelled, services.resolve_secret))
+        except Exception as exc:  # noqa: BLE001 - any executor failure is the job's failure
+            result.append(DeploymentOutcome(False, f"{type(exc).__name__}: {exc}", lines, {}, {}))
+
+    thread = threading.Thread(target=run, name=f"deploy-{job.id}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + task.timeout_seconds
+    while thread.is_alive() and time.monotonic() < deadline:
+        thread.join(timeout=WORKER_LEASE.total_seconds() / 3)
+        with services.uow() as uow:
+            uow.jobs.set(job.id, lease_expires_at=services.clock() + WORKER_LEASE)
+            uow.commit()
+    if thread.is_alive():
+        cancelled.set()
+        thread.join(timeout=10)
+        return DeploymentOutcome(False, f"timed out after {task.timeout_seconds:g}s", lines, {}, {})
+    return result[0]
+
+
+def requeue_overdue_worker_jobs(uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
+    """Agentless jobs of a worker that died go back to pending for the next worker."""
+    now = clock()
+    with uow_factory() as uow:
+        overdue = uow.jobs.overdue_worker_jobs(now)
+        for job in overdue:
+            uow.jobs.set(
+                job.id,
+                state=JobState.PENDING,
+                lease_expires_at=None,
+                attempt=job.attempt + 1,
+                updated_at=now,
+                log=f"{job.log}\n{now.isoformat()} the executing worker stopped; requeued",
+            )
+        uow.commit()
+    return len(overdue)
