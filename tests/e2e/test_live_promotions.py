@@ -20,7 +20,7 @@ from tests.support.promotions import ALWAYS_FROZEN, PROD_RULES, pipeline
 ESTATE = {
     "environments": pipeline([ALWAYS_FROZEN]),
     "components": [{"name": "api", "repository": f"{REGISTRY}/app/promo"}],
-    "targets": [{"name": "prod-1", "environment": "prod", "type": "docker_host"}],
+    "targets": [{"name": "prod-1", "environment": "prod", "type": "ssh_remote"}],
 }
 
 

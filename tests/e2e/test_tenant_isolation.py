@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import re
+import uuid
+from datetime import UTC, datetime
 
+from stella.adapters.executors import render_compose_lockfile
+from stella.adapters.pki import generate_agent_key_and_csr
+from stella.domain.deployments import JobKind
+from stella.services.deployments import create_batch
 from tests.support.promotions import build_estate
 
 BODIES = {
@@ -11,8 +17,45 @@ BODIES = {
 }
 
 
+def _enrolled_agent(api, client) -> str:
+    token = api.post(
+        "/agents/join-tokens", {"environment": "prod", "capabilities": ["docker"]}
+    ).json()["token"]
+    _key, csr = generate_agent_key_and_csr("iso-agent")
+    enrolled = client.post(
+        "/api/v1/agents/enroll", json={"join_token": token, "name": "iso-agent", "csr": csr}
+    )
+    assert enrolled.status_code == 201, enrolled.text
+    return enrolled.json()["agent_id"]
+
+
+def _deployment_job(container, api, release_id: str) -> str:
+    """A real job row, made the way the deploy step makes them (no worker runs here)."""
+    target_id = uuid.UUID(api.get("/targets/prod-1").json()["id"])
+    with container.read_uow() as uow:
+        tenant_id = next(t for t in uow.tenants.ids() if uow.targets.get(t, str(target_id)))
+        target = uow.targets.get(tenant_id, str(target_id))
+        release = uow.releases.get(tenant_id, release_id)
+        environment = uow.environments.get_by_id(tenant_id, target.environment_id)
+    with container.uow() as uow:
+        jobs = create_batch(
+            uow,
+            render_compose_lockfile,
+            f"iso-{uuid.uuid4()}",
+            release,
+            environment,
+            JobKind.DEPLOY,
+            None,
+            None,
+            None,
+            datetime.now(UTC),
+        )
+        uow.commit()
+    return str(jobs[0].id)
+
+
 def test_no_endpoint_reveals_or_changes_another_tenants_resources(
-    api, other_tenant, registry_url, repository, client
+    api, other_tenant, registry_url, repository, client, container
 ):
     estate = build_estate(api, registry_url, repository)
     promotion = api.post(
@@ -33,6 +76,8 @@ def test_no_endpoint_reveals_or_changes_another_tenants_resources(
         "workflows": "iso",
         "workflow-runs": run["id"],
         "policies": "prod-rules",
+        "agents": _enrolled_agent(api, client),
+        "deployments": _deployment_job(container, api, estate.release_id),
     }
     paths = client.get("/openapi.json").json()["paths"]
     checked = []
@@ -43,6 +88,7 @@ def test_no_endpoint_reveals_or_changes_another_tenants_resources(
         path = template.removeprefix("/api/v1")
         path = re.sub(r"\{(ref|name|run_id)\}", values[resource], path, count=1)
         path = path.replace("{version}", "1").replace("{seq}", "1").replace("{step_id}", "ask")
+        path = path.replace("{name}", "task.json")
         for method in operations:
             last = path.rstrip("/").split("/")[-1]
             body = BODIES.get(last, {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -62,6 +63,12 @@ class LiveServer:
                 self.process.wait(timeout=10)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def start_server(
     argv: list[str],
     home: Path,
@@ -69,9 +76,14 @@ def start_server(
     database_url: str | None,
     cwd: Path | None = None,
     timeout: float = 60,
+    extra_env: dict[str, str] | None = None,
 ) -> LiveServer:
     """Start `argv` (e.g. `stella server` or `make run`) and wait until /healthz answers."""
-    env = os.environ | {"STELLA_HOME": str(home), "STELLA_LISTEN": f"127.0.0.1:{port}"}
+    env = os.environ | {
+        "STELLA_HOME": str(home),
+        "STELLA_LISTEN": f"127.0.0.1:{port}",
+        "STELLA_AGENT_LISTEN": f"127.0.0.1:{_free_port()}",
+    } | (extra_env or {})
     env.pop("STELLA_DATABASE_URL", None)
     if database_url:
         env["STELLA_DATABASE_URL"] = database_url

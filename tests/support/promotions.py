@@ -54,6 +54,8 @@ def pipeline(prod_windows: list[dict]) -> list[dict]:
             "policies": ["prod-rules"],
             "approval_policy": {"required_approvals": 2, "separation_of_duties": True},
             "freeze_windows": prod_windows,
+            # these scenarios exercise gates and decisions; deployments have their own tests
+            "deployment": {"deploy_on_approval": False},
         },
     ]
 
@@ -88,7 +90,7 @@ def build_estate(
         assert api.post("/environments", env).status_code == 201
     assert (
         api.post(
-            "/targets", {"name": "prod-1", "environment": "prod", "type": "docker_host"}
+            "/targets", {"name": "prod-1", "environment": "prod", "type": "ssh_remote"}
         ).status_code
         == 201
     )

@@ -14,7 +14,9 @@ from stella.api.deps import AuthFailureLimiter
 from stella.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from stella.api.problems import install_problem_handlers, problem
 from stella.api.routes import (
+    agents,
     components,
+    deployments,
     environments,
     integrations,
     misc,
@@ -72,6 +74,8 @@ def create_app(container: Container) -> FastAPI:
         releases,
         workflows,
         promotions,
+        agents,
+        deployments,
         misc,
     ):
         app.include_router(module.router, prefix=API_PREFIX)

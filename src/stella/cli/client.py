@@ -52,6 +52,17 @@ class StellaClient:
         self._http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.send(method, path, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def text(self, path: str) -> str:
+        """A non-JSON body (artifacts)."""
+        return self.send("GET", path).text
+
+    def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The response of a successful request; CliError with one readable line otherwise."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.ConnectError:
@@ -65,9 +76,7 @@ class StellaClient:
             raise CliError(msg)
         if response.status_code >= 400:
             raise CliError(describe_problem(response))
-        if response.status_code == 204 or not response.content:
-            return None
-        return response.json()
+        return response
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from stella.cli import operators, promotions, resources, workflows
+from stella.cli import deployments, operators, promotions, resources, workflows
 from stella.cli.client import CliError
 from stella.domain.errors import ConfigurationError, StellaError
 
@@ -35,6 +35,10 @@ app.add_typer(promotions.policy_app, name="policy")
 app.add_typer(promotions.decision_app, name="decision")
 app.add_typer(promotions.scan_app, name="scan")
 app.add_typer(promotions.keys_app, name="keys")
+app.add_typer(deployments.agent_app, name="agent")
+app.add_typer(deployments.deployment_app, name="deployment")
+app.add_typer(deployments.drift_app, name="drift")
+app.command("rollback")(deployments.rollback)
 app.command("server")(operators.server)
 app.command("worker")(operators.worker_command)
 app.add_typer(operators.db_app, name="db")

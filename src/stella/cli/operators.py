@@ -46,11 +46,19 @@ def server(
     worker: Annotated[
         bool | None, typer.Option("--worker/--no-worker", help="run the embedded worker")
     ] = None,
+    agent_listener: Annotated[
+        bool,
+        typer.Option(
+            "--agent-listener/--no-agent-listener",
+            help="serve the mutual-TLS agent listener on STELLA_AGENT_LISTEN",
+        ),
+    ] = True,
 ) -> None:
     """Migrate the database, create the admin on first start, serve API + UI (+ a worker)."""
     import uvicorn
 
     from stella.adapters.tracing import configure_tracing
+    from stella.api.agent_app import start_agent_listener
     from stella.api.app import create_app
     from stella.bootstrap import utc_now
     from stella.config import load_settings
@@ -70,6 +78,9 @@ def server(
         if (settings.embedded_worker if worker is None else worker)
         else None
     )
+    listener = start_agent_listener(container) if agent_listener else None
+    if listener is not None:
+        typer.echo(f"agent listener on {settings.resolved_agent_url} (mutual TLS)", err=True)
     if embedded is not None:
         embedded.start()
     typer.echo(f"serving on http://{settings.listen}", err=True)
@@ -82,6 +93,8 @@ def server(
             access_log=False,
         )
     finally:
+        if listener is not None:
+            listener.should_exit = True
         if embedded is not None:
             embedded.stop()
 

@@ -48,9 +48,12 @@ MAX_LOG_CHARS = 256_000
 
 
 class IssuedCertificateLike(Protocol):
-    cert_pem: str
-    serial: str
-    fingerprint: str
+    @property
+    def cert_pem(self) -> str: ...
+    @property
+    def serial(self) -> str: ...
+    @property
+    def fingerprint(self) -> str: ...
 
 
 class CertificateAuthority(Protocol):

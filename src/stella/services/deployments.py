@@ -40,6 +40,7 @@ from stella.domain.deployments import (
 )
 from stella.domain.durations import parse_duration
 from stella.domain.environments import Environment
+from stella.domain.errors import Conflict, NotFound
 from stella.domain.ids import new_id
 from stella.domain.pagination import PageRequest
 from stella.domain.releases import Release
@@ -521,3 +522,70 @@ def requeue_overdue_worker_jobs(uow_factory: UnitOfWorkFactory, clock: Clock) ->
             )
         uow.commit()
     return len(overdue)
+
+
+def report_result(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    agent_id: uuid.UUID,
+    job_id: uuid.UUID,
+    task_token: str,
+    outcome: DeploymentOutcome,
+) -> DeploymentJob:
+    """An agent reports how a job ended; only with the job's own, still valid credential."""
+    now = clock()
+    with uow_factory() as uow:
+        job = uow.jobs.by_id(job_id, lock=True)
+        if job is None or job.agent_id != agent_id:
+            msg = f"deployment job {job_id} is not assigned to this agent"
+            raise NotFound(msg)
+        if job.state is not JobState.RUNNING or job.task_token_hash != hash_token(task_token):
+            msg = (
+                f"deployment job {job_id} is {job.state}; its task credential is no longer "
+                "valid (the job was reassigned, cancelled or timed out)"
+            )
+            raise Conflict(msg)
+        if job.lease_expires_at is not None and job.lease_expires_at < now:
+            msg = f"deployment job {job_id} timed out before its result arrived"
+            uow.jobs.set(
+                job.id,
+                state=JobState.FAILED,
+                error=msg,
+                finished_at=now,
+                updated_at=now,
+                task_token_hash=None,
+            )
+            uow.commit()
+            raise Conflict(msg)
+        finish_job(uow, job, outcome, now)
+        uow.commit()
+        done = uow.jobs.by_id(job_id)
+    assert done is not None  # noqa: S101 - it was just updated in the same transaction
+    return done
+
+
+def get_job(uow_factory: UnitOfWorkFactory, tenant_id: uuid.UUID, ref: str) -> DeploymentJob:
+    with uow_factory(read_only=True) as uow:
+        job = uow.jobs.get(tenant_id, ref)
+    if job is None:
+        msg = f"deployment '{ref}' not found"
+        raise NotFound(msg)
+    return job
+
+
+def get_artifact(
+    uow_factory: UnitOfWorkFactory, tenant_id: uuid.UUID, job_ref: str, name: str
+) -> tuple[str, str, str]:
+    """(digest, media type, content) of one of a job's artifacts."""
+    job = get_job(uow_factory, tenant_id, job_ref)
+    digest = job.artifacts.get(name)
+    if digest is None:
+        known = ", ".join(sorted(job.artifacts)) or "none"
+        msg = f"deployment {job.id} has no artifact '{name}' (artifacts: {known})"
+        raise NotFound(msg)
+    with uow_factory(read_only=True) as uow:
+        stored = uow.artifacts.get(tenant_id, digest)
+    if stored is None:
+        msg = f"artifact {digest} is missing"
+        raise NotFound(msg)
+    return digest, stored[0], stored[1]

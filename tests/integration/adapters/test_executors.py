@@ -31,6 +31,7 @@ from stella.adapters.executors import (
     DockerExecutor,
     ExecutorError,
     SshExecutor,
+    TargetUnreachable,
     executor_for,
     render_compose_lockfile,
 )
@@ -55,9 +56,7 @@ SSH_HOST = os.environ.get("TESTENV_SSH_HOST", "127.0.0.1")
 SSH_PORT = int(os.environ.get("TESTENV_SSH_PORT", "2222"))
 SSH_USER = os.environ.get("TESTENV_SSH_USER", "root")
 SSH_KEY = os.environ.get("TESTENV_SSH_KEY", "/tmp/stella-testenv/ssh/client_ed25519")
-SSH_KNOWN_HOSTS = os.environ.get(
-    "TESTENV_SSH_KNOWN_HOSTS", "/tmp/stella-testenv/ssh/known_hosts"
-)
+SSH_KNOWN_HOSTS = os.environ.get("TESTENV_SSH_KNOWN_HOSTS", "/tmp/stella-testenv/ssh/known_hosts")
 SECRET_NAME = "STELLA_TEST_EXEC_SECRET"
 SECRET_VALUE = "s3cr3t-" + secrets.token_hex(8)
 PROJECT_LABEL = "com.docker.compose.project"
@@ -107,9 +106,7 @@ def push_images(engine: docker.DockerClient, tmp: Path) -> Images:
             assert "error" not in event, event
         repo_digests = engine.images.get(f"{repository}:{tag}").attrs["RepoDigests"]
         digests[tag] = next(d for d in repo_digests if d.startswith(repository + "@"))
-    return Images(
-        repository, digests["v1"].split("@")[1], digests["v2"].split("@")[1], body
-    )
+    return Images(repository, digests["v1"].split("@")[1], digests["v2"].split("@")[1], body)
 
 
 @pytest.fixture(scope="session")
@@ -181,6 +178,7 @@ def http_spec(
         "health": HealthProbe(http=f"http://127.0.0.1:{port}/", interval_seconds=0.1, retries=50),
         "labels": {
             LABEL_RELEASE: "rel-1",
+            LABEL_VERSION: "1.0.0",
             LABEL_COMPONENT: component,
             LABEL_DIGEST: digest,
             LABEL_TARGET: "target-1",
@@ -311,7 +309,7 @@ def test_docker_deploy_then_replace_with_v2(
     assert second.labels[LABEL_DIGEST] == images.v2
     assert f"{images.repository}@{images.v2}" in repo_digests(engine, second)
     assert container(engine, name + ".stella-previous") is None
-    assert container(engine, first.id) is None
+    assert first.id not in {c.id for c in engine.containers.list(all=True)}
     assert json.loads(sticker.read_text()) == v2.sticker
     assert not [p for p in sticker.parent.iterdir() if p.name != sticker.name]  # no temp files
 
@@ -415,13 +413,106 @@ def test_a_never_healthy_container_is_replaced_by_the_previous_one(
     assert any("previous container restored" in line for line in lines)
 
 
+def test_docker_healthcheck_volumes_and_restart_policy(
+    engine: docker.DockerClient, images: Images, cleanup: Cleanup, tmp_path: Path
+) -> None:
+    name, port = cleanup.name(), free_port()
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("mounted\n")
+    url = f"http://127.0.0.1:{port}/"
+    probe = HealthProbe(
+        test=["wget", "-q", "-O", "/dev/null", url], interval_seconds=0.2, retries=10
+    )
+    spec = http_spec(
+        name,
+        images.repository,
+        images.v1,
+        port,
+        health=probe,
+        volumes=[f"{www}:/www:ro"],
+        restart="unless-stopped",
+    )
+    executor = DockerExecutor(DOCKER_HOST, sticker_root=tmp_path)
+    outcome, lines = run(executor, make_task([spec]))
+
+    assert outcome.succeeded, outcome.error
+    assert any("healthy (Docker healthcheck)" in line for line in lines)
+    running = container(engine, name)
+    assert running.attrs["State"]["Health"]["Status"] == "healthy"
+    assert running.attrs["Config"]["Healthcheck"]["Test"] == ["CMD", *probe.test]
+    assert running.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert body(port) == "mounted\n"
+
+    failing = HealthProbe(test=["CMD", "false"], interval_seconds=0.2, retries=2)
+    outcome, _ = run(executor, make_task([replace(spec, digest=images.v2, health=failing)]))
+    assert not outcome.succeeded
+    assert "Docker: unhealthy" in (outcome.error or "")
+    assert (outcome.error or "").endswith("previous container restored")
+    assert container(engine, name).id == running.id
+
+
+def test_cancelling_during_the_health_wait_restores_the_previous_container(
+    engine: docker.DockerClient, images: Images, cleanup: Cleanup, tmp_path: Path
+) -> None:
+    name, port = cleanup.name(), free_port()
+    executor = DockerExecutor(DOCKER_HOST, sticker_root=tmp_path)
+    outcome, _ = run(executor, make_task([http_spec(name, images.repository, images.v1, port)]))
+    assert outcome.succeeded, outcome.error
+    before = container(engine, name)
+
+    cancelled = threading.Event()
+    timer = threading.Timer(0.5, cancelled.set)
+    timer.start()
+    dead = HealthProbe(http=f"http://127.0.0.1:{free_port()}/", interval_seconds=0.1, retries=600)
+    started = time.monotonic()
+    outcome, _ = run(
+        executor,
+        make_task([http_spec(name, images.repository, images.v2, port, health=dead)]),
+        cancelled=cancelled,
+    )
+    timer.cancel()
+
+    assert time.monotonic() - started < 10
+    assert not outcome.succeeded
+    assert (outcome.error or "").startswith(f"deployment cancelled while waiting for {name}")
+    assert (outcome.error or "").endswith("previous container restored")
+    assert container(engine, name).id == before.id
+    assert container(engine, name).status == "running"
+
+
+def test_a_previous_container_left_by_an_interrupted_job_is_taken_over(
+    engine: docker.DockerClient, images: Images, cleanup: Cleanup, tmp_path: Path
+) -> None:
+    name, port = cleanup.name(), free_port()
+    leftover = engine.containers.run(
+        f"{images.repository}@{images.v1}",
+        ["httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", "/www"],
+        name=name + ".stella-previous",
+        detach=True,
+        network_mode="host",
+        init=True,
+    )
+    spec = http_spec(name, images.repository, images.v2, port, health=None)
+    outcome, lines = run(DockerExecutor(DOCKER_HOST, sticker_root=tmp_path), make_task([spec]))
+
+    assert outcome.succeeded, outcome.error
+    assert any("left from an interrupted deployment" in line for line in lines)
+    assert any(f"{name}: running" in line for line in lines)
+    assert container(engine, name + ".stella-previous") is None
+    assert leftover.id not in {c.id for c in engine.containers.list(all=True)}
+    assert body(port) == images.v2_body
+
+
 def test_secret_environment_is_resolved_just_in_time_and_masked(
     engine: docker.DockerClient, images: Images, cleanup: Cleanup, tmp_path: Path
 ) -> None:
     name, port = cleanup.name(), free_port()
     environment = {"API_TOKEN": f"env:{SECRET_NAME}", "PLAIN": "visible"}
     spec = http_spec(name, images.repository, images.v1, port, environment=environment)
-    outcome, lines = run(DockerExecutor(DOCKER_HOST, sticker_root=tmp_path), make_task([spec]), known_secret)
+    outcome, lines = run(
+        DockerExecutor(DOCKER_HOST, sticker_root=tmp_path), make_task([spec]), known_secret
+    )
 
     assert outcome.succeeded, outcome.error
     env = container(engine, name).attrs["Config"]["Env"]
@@ -446,13 +537,20 @@ def test_secret_environment_is_resolved_just_in_time_and_masked(
     assert not [line for line in [*lines, outcome.error or ""] if SECRET_VALUE in line]
     assert container(engine, name).status == "running"  # the first one is back
 
-    # a Docker error that would quote the value (an environment name Docker rejects)
-    rejected = replace(spec, name=cleanup.name(), environment={"BAD\x00NAME": f"env:{SECRET_NAME}"})
+    # a Docker error that quotes the value, Go-escaped (runc rejects a NUL in a value)
     outcome, lines = run(
-        DockerExecutor(DOCKER_HOST, sticker_root=tmp_path), make_task([rejected]), known_secret
+        DockerExecutor(DOCKER_HOST, sticker_root=tmp_path),
+        make_task([replace(spec, name=cleanup.name())]),
+        lambda reference: f'{known_secret(reference)}"\x00',
     )
     assert not outcome.succeeded
+    assert 'API_TOKEN=***": unknown; new container removed' in (outcome.error or "")
     assert not [line for line in [*lines, outcome.error or ""] if SECRET_VALUE in line]
+
+    # an invalid variable name is refused before anything is resolved or started
+    bad_name = replace(spec, environment={"BAD=NAME": f"env:{SECRET_NAME}"})
+    outcome, _ = run(DockerExecutor(DOCKER_HOST, sticker_root=tmp_path), make_task([bad_name]))
+    assert outcome.error == "api: 'BAD=NAME' is not an environment variable name"
 
 
 def test_inventory_lists_every_container_with_digests_and_labels(
@@ -597,8 +695,12 @@ def test_compose_refuses_a_missing_digest_before_up(
 ) -> None:
     project = cleanup.project()
     missing = "sha256:" + secrets.token_hex(32)
-    task = compose_task(compose_specs(images, project, missing, (free_port(), free_port())), project, "1.0.0")
-    outcome, _ = run(ComposeExecutor(DOCKER_HOST, tmp_path, sticker_root=tmp_path), task, known_secret)
+    task = compose_task(
+        compose_specs(images, project, missing, (free_port(), free_port())), project, "1.0.0"
+    )
+    outcome, _ = run(
+        ComposeExecutor(DOCKER_HOST, tmp_path, sticker_root=tmp_path), task, known_secret
+    )
     assert not outcome.succeeded
     assert "compose pull failed" in (outcome.error or "")
     assert project_containers(engine, project) == {}
@@ -624,7 +726,8 @@ def test_ssh_deploy_writes_the_sticker_remotely(
     assert outcome.deployed == {"api": images.v1}
     assert lines[0].startswith(f"connected to {SSH_USER}@{SSH_HOST}:{SSH_PORT}")
     assert {"connect", "pull", "health", "total"} <= outcome.timings.keys()
-    assert any(f"{SSH_HOST}:{SSH_PORT}:{tmp_path}" in line for line in lines)
+    assert any("engine unix:///tmp/stella-ssh-" in line for line in lines)  # the tunnel
+    assert any(f"written to {SSH_HOST}:{SSH_PORT}:{tmp_path}" in line for line in lines)  # sftp
     sticker = tmp_path / "remote" / "srv" / "stella" / "sticker.json"
     assert json.loads(sticker.read_text()) == task.sticker
     assert f"{images.repository}@{images.v1}" in repo_digests(engine, container(engine, name))
@@ -632,7 +735,32 @@ def test_ssh_deploy_writes_the_sticker_remotely(
     assert observed[name].digest_for(images.repository) == images.v1
 
 
-def test_ssh_refuses_an_untrusted_host_key(
+def test_ssh_compose_mode_runs_compose_through_the_tunnel(
+    engine: docker.DockerClient, images: Images, cleanup: Cleanup, tmp_path: Path
+) -> None:
+    project = cleanup.project()
+    connection = ssh_connection(mode="compose")
+    executor = SshExecutor(
+        connection, no_secrets, sticker_root=tmp_path / "remote", work_dir=tmp_path / "compose"
+    )
+    specs = compose_specs(images, project, images.v2, (free_port(), free_port()))
+    task = compose_task(specs, project, "2.0.0")
+
+    outcome, lines = run(executor, task, known_secret)
+
+    assert outcome.succeeded, outcome.error
+    assert outcome.deployed == {"api": images.v2, "web": images.v2}
+    assert any("engine unix:///tmp/stella-ssh-" in line for line in lines)  # the tunnel
+    assert any("up -d --remove-orphans" in line for line in lines)
+    assert set(project_containers(engine, project)) == {"api", "web"}
+    sticker = tmp_path / "remote" / DEFAULT_STICKER_PATH.lstrip("/")
+    assert json.loads(sticker.read_text()) == task.sticker
+    assert not [line for line in lines if SECRET_VALUE in line]
+    with pytest.raises(ExecutorError, match="work_dir"):
+        SshExecutor(connection, no_secrets)
+
+
+def test_ssh_refuses_an_untrusted_host_key_and_reports_connection_problems(
     engine: docker.DockerClient, images: Images, cleanup: Cleanup, tmp_path: Path
 ) -> None:
     impostor = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
@@ -641,7 +769,9 @@ def test_ssh_refuses_an_untrusted_host_key(
     executor = SshExecutor(ssh_connection(str(known_hosts)), no_secrets, sticker_root=tmp_path)
     name = cleanup.name()
 
-    outcome, _ = run(executor, make_task([http_spec(name, images.repository, images.v1, free_port())]))
+    outcome, _ = run(
+        executor, make_task([http_spec(name, images.repository, images.v1, free_port())])
+    )
 
     assert not outcome.succeeded
     assert outcome.error == (
@@ -651,14 +781,35 @@ def test_ssh_refuses_an_untrusted_host_key(
     assert container(engine, name) is None
     with pytest.raises(ExecutorError, match="is not trusted"):
         executor.inventory()
-    with pytest.raises(ExecutorError, match="known_hosts"):
+    with pytest.raises(ExecutorError, match="known_hosts is required"):
         SshExecutor({**ssh_connection(), "known_hosts": ""}, no_secrets)
+
+    absent = SshExecutor(ssh_connection(str(tmp_path / "absent")), no_secrets)
+    outcome, _ = run(absent, make_task([http_spec(name, images.repository, images.v1, 1)]))
+    assert outcome.error == (
+        f"known_hosts file {tmp_path / 'absent'} does not exist; host keys are always checked"
+    )
+    closed = SshExecutor({**ssh_connection(), "port": free_port()}, no_secrets)
+    outcome, _ = run(closed, make_task([http_spec(name, images.repository, images.v1, 1)]))
+    assert (outcome.error or "").startswith(f"cannot connect to {SSH_HOST}:")
+    assert container(engine, name) is None
 
 
 def test_executor_for_picks_the_executor_by_target_type(tmp_path: Path) -> None:
     assert isinstance(executor_for("docker_host", DOCKER_HOST), DockerExecutor)
-    assert isinstance(
-        executor_for("compose_host", DOCKER_HOST, work_dir=tmp_path), ComposeExecutor
-    )
+    assert isinstance(executor_for("compose_host", DOCKER_HOST, work_dir=tmp_path), ComposeExecutor)
     with pytest.raises(ExecutorError, match="no executor for target type"):
         executor_for("kubernetes", DOCKER_HOST)
+
+
+def test_an_unreachable_engine_is_a_clean_failure(tmp_path: Path) -> None:
+    absent = f"unix://{tmp_path}/docker.sock"
+    task = make_task([http_spec("t-none", f"{REGISTRY}/app/none", "sha256:" + "a" * 64, 1)])
+    outcome, lines = run(DockerExecutor(absent), task)
+    assert (
+        outcome.error
+        == f"cannot reach the Docker engine: socket {tmp_path}/docker.sock does not exist"
+    )
+    assert lines[-1] == f"deployment failed: {outcome.error}"
+    with pytest.raises(TargetUnreachable):
+        ComposeExecutor(absent, tmp_path).inventory()

@@ -126,6 +126,7 @@ class SqlJoinTokenRepository:
 
 class SqlDeploymentJobRepository(SqlRepository[DeploymentJob]):
     table = t.deployment_jobs
+    ref_column = None  # jobs have ids only
 
     def _to_domain(self, row: Row[Any]) -> DeploymentJob:
         m = dict(mapping(row))

@@ -27,7 +27,7 @@ from stella.adapters.executors.compose_cli import ComposeCli, detect_compose, pr
 from stella.adapters.executors.engine import (
     check_pinned,
     explain,
-    observe,
+    inventory,
     open_client,
     served_digest,
     verify_image,
@@ -73,14 +73,7 @@ class ComposeExecutor:
         self.compose_command = compose_command
 
     def inventory(self) -> list[ObservedContainer]:
-        client = open_client(self.docker_host)
-        try:
-            return observe(client)
-        except (DockerException, requests.RequestException) as exc:
-            msg = f"listing containers failed: {explain(exc)}"
-            raise TargetUnreachable(msg) from None
-        finally:
-            client.close()
+        return inventory(self.docker_host)
 
     def deploy(
         self,
@@ -93,7 +86,8 @@ class ComposeExecutor:
         deadline = Deadline(task.timeout_seconds, cancelled)
         journal(
             f"deploying {task.release_name} {task.release_version} to {task.target_name} as "
-            f"compose project {task.project}, job {task.job_id}"
+            f"compose project {task.project}, job {task.job_id}, "
+            f"engine {self.docker_host or 'from DOCKER_HOST'}"
         )
         try:
             deployed = self._deploy(task, journal, deadline, resolve_secret)
@@ -134,6 +128,9 @@ class ComposeExecutor:
                 reason = str(exc) if isinstance(exc, DeploymentFailed) else explain(exc)
                 restored = _roll_back(cli, lockfile, previous, resolve_secret, journal)
                 raise DeploymentFailed(reason + restored) from None
+            except Exception:
+                _roll_back(cli, lockfile, previous, resolve_secret, journal)
+                raise
             _set_current(project_dir, job_dir, journal)
             return deployed
         finally:
@@ -168,6 +165,10 @@ def _check_task(task: DeploymentTask) -> None:
     services = lockfile_services(task.compose_lockfile)
     if not task.containers:
         msg = "the task has no containers to deploy"
+        raise DeploymentFailed(msg)
+    unexpected = sorted(set(services) - {spec.component for spec in task.containers})
+    if unexpected:
+        msg = f"the compose lockfile runs services the task does not name: {', '.join(unexpected)}"
         raise DeploymentFailed(msg)
     for spec in task.containers:
         check_pinned(spec)

@@ -26,7 +26,7 @@ from docker.models.containers import Container
 from stella.adapters.executors.engine import (
     explain,
     find_container,
-    observe,
+    inventory,
     open_client,
     pull_by_digest,
     verify_image,
@@ -78,14 +78,7 @@ class DockerExecutor:
         self.http_get = http_get
 
     def inventory(self) -> list[ObservedContainer]:
-        client = open_client(self.docker_host)
-        try:
-            return observe(client)
-        except (DockerException, requests.RequestException) as exc:
-            msg = f"listing containers failed: {explain(exc)}"
-            raise TargetUnreachable(msg) from None
-        finally:
-            client.close()
+        return inventory(self.docker_host)
 
     def deploy(
         self,
@@ -98,7 +91,8 @@ class DockerExecutor:
         deadline = Deadline(task.timeout_seconds, cancelled)
         journal(
             f"deploying {task.release_name} {task.release_version} to {task.target_name}: "
-            f"{len(task.containers)} container(s), job {task.job_id}"
+            f"{len(task.containers)} container(s), job {task.job_id}, "
+            f"engine {self.docker_host or 'from DOCKER_HOST'}"
         )
         try:
             deployed = self._deploy(task, journal, deadline, resolve_secret)
@@ -164,6 +158,9 @@ class DockerExecutor:
         except (DeploymentFailed, DockerException, requests.RequestException) as exc:
             reason = str(exc) if isinstance(exc, DeploymentFailed) else explain(exc)
             raise DeploymentFailed(reason + _roll_back(swaps, journal)) from None
+        except BaseException:
+            _roll_back(swaps, journal)  # an unexpected error must not leave the target half-done
+            raise
         return swaps
 
 
@@ -177,6 +174,10 @@ def _check_specs(specs: list[ContainerSpec]) -> None:
         msg = "the task names the same container twice"
         raise DeploymentFailed(msg)
     for spec in specs:
+        for name in spec.environment:
+            if not name or "=" in name or "\x00" in name:
+                msg = f"{spec.component}: {name!r} is not an environment variable name"
+                raise DeploymentFailed(msg)
         port_bindings(spec.ports)
         if spec.restart:
             restart_policy(spec.restart)

@@ -8,6 +8,7 @@ touched.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 
@@ -27,23 +28,29 @@ MAX_PULL_EVENTS = 100_000  # progress messages of one pull; bounds the stream lo
 
 def open_client(docker_host: str | None) -> docker.DockerClient:
     """A client for `docker_host` (`unix://…`, `tcp://…`), or from the environment when None."""
+    socket_path = (docker_host or "").removeprefix("unix://")
+    if docker_host and docker_host.startswith("unix://") and not os.path.exists(socket_path):
+        # checked first: the SDK leaks its socket when the connect itself fails
+        msg = f"cannot reach the Docker engine: socket {socket_path} does not exist"
+        raise TargetUnreachable(msg)
     try:
         if docker_host is None:
             return docker.from_env(timeout=API_TIMEOUT)
         return docker.DockerClient(base_url=docker_host, timeout=API_TIMEOUT)
     except (DockerException, requests.RequestException) as exc:
         where = docker_host or "DOCKER_HOST"
-        msg = f"cannot reach the Docker engine at {where}: {type(exc).__name__}"
+        msg = f"cannot reach the Docker engine at {where}: {explain(exc)[:300]}"
         raise TargetUnreachable(msg) from None
 
 
 def explain(exc: BaseException) -> str:
     """A one-line reason without URLs or tracebacks (masked later by the journal)."""
-    if isinstance(exc, requests.RequestException):
-        return f"the Docker engine cannot be reached ({type(exc).__name__})"
     text = str(exc)
-    if isinstance(exc, APIError) and isinstance(exc.explanation, str) and exc.explanation:
-        text = exc.explanation
+    if isinstance(exc, APIError):  # also a requests.HTTPError: the engine did answer
+        if isinstance(exc.explanation, str) and exc.explanation:
+            text = exc.explanation
+    elif isinstance(exc, requests.RequestException):
+        return f"the Docker engine cannot be reached ({type(exc).__name__})"
     lines = text.strip().splitlines()
     return lines[0] if lines else type(exc).__name__
 
@@ -127,6 +134,18 @@ def find_container(client: docker.DockerClient, name: str) -> Container | None:
         all=True, filters={"name": f"^/{re.escape(name)}$"}, ignore_removed=True
     )
     return next((c for c in candidates if c.name == name), None)
+
+
+def inventory(docker_host: str | None) -> list[ObservedContainer]:
+    """`observe` on a client of its own; an engine that cannot be read raises TargetUnreachable."""
+    client = open_client(docker_host)
+    try:
+        return observe(client)
+    except (DockerException, requests.RequestException) as exc:
+        msg = f"listing containers failed: {explain(exc)}"
+        raise TargetUnreachable(msg) from None
+    finally:
+        client.close()
 
 
 def observe(client: docker.DockerClient) -> list[ObservedContainer]:

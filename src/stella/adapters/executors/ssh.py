@@ -67,9 +67,17 @@ class SshExecutor:
         try:
             with self._tunnel() as tunnel:
                 connected = time.monotonic() - started
-                line = f"connected to {target.user}@{target.address} in {connected:.2f}s"
+                line = (
+                    f"connected to {target.user}@{target.address} in {connected:.2f}s; "
+                    f"its {target.docker_socket} is forwarded to {tunnel.docker_host}"
+                )
                 log(line)
                 outcome = self._inner(tunnel).deploy(task, log, cancelled, resolve_secret)
+                if outcome.error:  # name the remote socket, not the tunnel's local end
+                    remote = f"{target.address}:{target.docker_socket} (over ssh)"
+                    outcome = dataclasses.replace(
+                        outcome, error=outcome.error.replace(tunnel.docker_host, remote)
+                    )
         except StellaError as exc:
             return Journal(log).outcome({}, exc.detail)
         timings = {

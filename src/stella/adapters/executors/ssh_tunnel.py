@@ -103,10 +103,8 @@ class SshTunnel:
         self.sticker_root = sticker_root
         self.connect_seconds = connect_seconds
         self._resolve_secret = resolve_secret
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="stella-ssh", daemon=True
-        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._folder = ""
         self._conn: asyncssh.SSHClientConnection | None = None
         self._listeners: list[asyncssh.SSHListener] = []
@@ -126,9 +124,13 @@ class SshTunnel:
         passphrase = (
             self._resolve_secret(self.target.passphrase) if self.target.passphrase else None
         )
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="stella-ssh", daemon=True
+        )
         self._thread.start()
-        self._folder = tempfile.mkdtemp(prefix="stella-ssh-")
         try:
+            self._folder = tempfile.mkdtemp(prefix="stella-ssh-")
             opening = self._open(passphrase)
             self._call(opening, self.connect_seconds + CLOSE_SECONDS, "connecting")
         except BaseException:
@@ -145,13 +147,15 @@ class SshTunnel:
         self.close()
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            with contextlib.suppress(TargetUnreachable):
+        """Close forwards and connection, stop the loop thread, remove the socket folder."""
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None and thread.is_alive():
+            with contextlib.suppress(TargetUnreachable, asyncssh.Error, OSError):
                 self._call(self._close(), CLOSE_SECONDS * 2, "closing")
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(CLOSE_SECONDS)
-        if not self._thread.is_alive() and not self._loop.is_closed():
-            self._loop.close()
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(CLOSE_SECONDS)
+        if loop is not None and not (thread and thread.is_alive()) and not loop.is_closed():
+            loop.close()
         if self._folder:
             shutil.rmtree(self._folder, ignore_errors=True)
 
@@ -195,6 +199,10 @@ class SshTunnel:
     # -- coroutines on the tunnel's loop ----------------------------------------------------
 
     def _call(self, coroutine: Coroutine[Any, Any, T], seconds: float, doing: str) -> T:
+        if self._loop is None:
+            coroutine.close()
+            msg = f"the ssh connection to {self.target.address} is not open"
+            raise TargetUnreachable(msg)
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:
             return future.result(seconds)

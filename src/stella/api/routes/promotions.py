@@ -51,6 +51,8 @@ class PromotionOut(BaseModel):
     gate_results: list[GateResultOut]
     approvals: list[ApprovalOut]
     decision: dict[str, Any] | None
+    kind: str = "promotion"
+    rollback_of: str | None = None
 
     @classmethod
     def of(cls, p: Promotion) -> PromotionOut:
@@ -72,6 +74,8 @@ class PromotionOut(BaseModel):
                 for a in p.approvals
             ],
             decision=p.decision,
+            kind=p.kind,
+            rollback_of=str(p.rollback_of) if p.rollback_of else None,
         )
 
 

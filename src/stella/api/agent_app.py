@@ -1,0 +1,181 @@
+"""The agent listener: the only API agents talk to, served over mutual TLS (api/mtls.py).
+
+The client certificate identifies the agent; every request re-reads the agent, so a revoked
+agent is refused at once. Agents heartbeat, long-poll for tasks and report results; a result
+is accepted only with the task's own credential, which ends with the task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import time
+import uuid
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+import stella
+from stella.adapters.metrics import DEPLOYMENTS
+from stella.adapters.pki import CA_CERT_FILE, CertificateRejected
+from stella.api.mtls import mtls_server_config, peer_certificate
+from stella.api.problems import install_problem_handlers
+from stella.bootstrap import Container
+from stella.domain.deployments import Agent, DeploymentOutcome, ObservedContainer
+from stella.domain.errors import ConfigurationError, Unauthenticated
+from stella.services import agents, deployments
+from stella.services.specs import Spec
+
+AGENT_PREFIX = "/agent/v1"
+MAX_WAIT_SECONDS = 30.0
+POLL_SECONDS = 0.25
+
+
+class HeartbeatSpec(Spec):
+    version: str = Field(default="unknown", max_length=64)
+    health: dict[str, Any] = Field(default_factory=dict)
+    inventory: list[dict[str, Any]] | None = Field(default=None, max_length=5000)
+
+
+class HeartbeatOut(BaseModel):
+    agent_id: str
+    state: str
+    heartbeat_seconds: float
+
+
+class TaskOut(BaseModel):
+    job_id: str
+    attempt: int
+    task_token: str
+    task: dict[str, Any]
+    correlation_id: str | None
+
+
+class ResultSpec(Spec):
+    succeeded: bool
+    error: str | None = Field(default=None, max_length=20_000)
+    log: list[str] = Field(default_factory=list, max_length=20_000)
+    deployed: dict[str, str] = Field(default_factory=dict)
+    timings: dict[str, float] = Field(default_factory=dict)
+
+
+def create_agent_app(container: Container) -> FastAPI:
+    app = FastAPI(
+        title="Stella agent listener",
+        version=stella.__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    install_problem_handlers(app)
+
+    def current_agent(request: Request) -> Agent:
+        der = peer_certificate(request)
+        if der is None:
+            msg = "a client certificate is required"
+            raise Unauthenticated(msg)
+        try:
+            identity = container.agent_ca.identity(der)
+        except CertificateRejected as exc:
+            raise Unauthenticated(str(exc)) from None
+        return agents.authenticate(container.read_uow, identity.agent_id, identity.serial)
+
+    AgentDep = Annotated[Agent, Depends(current_agent)]  # noqa: N806 - a type alias
+
+    @app.post(f"{AGENT_PREFIX}/heartbeat")
+    def heartbeat(agent: AgentDep, spec: HeartbeatSpec) -> HeartbeatOut:
+        inventory = (
+            [ObservedContainer.from_json(c) for c in spec.inventory]
+            if spec.inventory is not None
+            else None
+        )
+        updated = agents.heartbeat(
+            container.uow, container.clock, agent, spec.version, spec.health, inventory
+        )
+        return HeartbeatOut(
+            agent_id=str(agent.id),
+            state=updated.state,
+            heartbeat_seconds=container.agent_settings.heartbeat_seconds,
+        )
+
+    @app.post(f"{AGENT_PREFIX}/tasks/next", response_model=None)
+    async def next_task(
+        agent: AgentDep,
+        wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS)] = 20.0,
+    ) -> TaskOut | Response:
+        """Long poll: a task for this agent, or 204 after `wait` seconds without one."""
+        deadline = time.monotonic() + wait
+        while True:
+            token = secrets.token_urlsafe(32)
+            claimed = await run_in_threadpool(
+                deployments.claim_for_agent,
+                container.uow,
+                container.clock,
+                agent.tenant_id,
+                agent.environment_id,
+                agent.id,
+                agent.capabilities,
+                token,
+            )
+            if claimed is not None:
+                job, task = claimed
+                return TaskOut(
+                    job_id=str(job.id),
+                    attempt=job.attempt,
+                    task_token=token,
+                    task=deployments.task_to_json(task),
+                    correlation_id=job.correlation_id,
+                )
+            if time.monotonic() >= deadline:
+                return Response(status_code=204)
+            await asyncio.sleep(POLL_SECONDS)
+
+    @app.post(f"{AGENT_PREFIX}/tasks/{{job_id}}/result")
+    def report(
+        agent: AgentDep,
+        job_id: uuid.UUID,
+        spec: ResultSpec,
+        x_stella_task_token: Annotated[str, Header(min_length=1, max_length=200)],
+    ) -> dict[str, str]:
+        outcome = DeploymentOutcome(
+            spec.succeeded, spec.error, spec.log, spec.deployed, spec.timings
+        )
+        job = deployments.report_result(
+            container.uow, container.clock, agent.id, job_id, x_stella_task_token, outcome
+        )
+        if "total" in spec.timings:
+            DEPLOYMENTS.observe(spec.timings["total"])
+        return {"job_id": str(job.id), "state": str(job.state)}
+
+    return app
+
+
+def start_agent_listener(container: Container) -> uvicorn.Server:
+    """Serve the agent listener over mutual TLS in a background thread of this process."""
+    settings = container.settings
+    keys = settings.keys_dir
+    cert_file, key_file = container.agent_ca.server_certificate_files(
+        keys, [settings.agent_listen_host]
+    )
+    config = mtls_server_config(
+        create_agent_app(container),
+        settings.agent_listen_host,
+        settings.agent_listen_port,
+        keys / CA_CERT_FILE,
+        cert_file,
+        key_file,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="agent-listener", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not server.started:
+        msg = f"the agent listener could not start on {settings.agent_listen}"
+        raise ConfigurationError(msg)
+    return server
