@@ -79,11 +79,15 @@ def start_server(
     extra_env: dict[str, str] | None = None,
 ) -> LiveServer:
     """Start `argv` (e.g. `stella server` or `make run`) and wait until /healthz answers."""
-    env = os.environ | {
-        "STELLA_HOME": str(home),
-        "STELLA_LISTEN": f"127.0.0.1:{port}",
-        "STELLA_AGENT_LISTEN": f"127.0.0.1:{_free_port()}",
-    } | (extra_env or {})
+    env = (
+        os.environ
+        | {
+            "STELLA_HOME": str(home),
+            "STELLA_LISTEN": f"127.0.0.1:{port}",
+            "STELLA_AGENT_LISTEN": f"127.0.0.1:{_free_port()}",
+        }
+        | (extra_env or {})
+    )
     env.pop("STELLA_DATABASE_URL", None)
     if database_url:
         env["STELLA_DATABASE_URL"] = database_url

@@ -63,6 +63,23 @@ class ResultSpec(Spec):
     timings: dict[str, float] = Field(default_factory=dict)
 
 
+def current_agent(request: Request) -> Agent:
+    """The agent behind the verified client certificate; revoked or replaced ones fail."""
+    container: Container = request.app.state.container
+    der = peer_certificate(request)
+    if der is None:
+        msg = "a client certificate is required"
+        raise Unauthenticated(msg)
+    try:
+        identity = container.agent_ca.identity(der)
+    except CertificateRejected as exc:
+        raise Unauthenticated(str(exc)) from None
+    return agents.authenticate(container.read_uow, identity.agent_id, identity.serial)
+
+
+AgentDep = Annotated[Agent, Depends(current_agent)]
+
+
 def create_agent_app(container: Container) -> FastAPI:
     app = FastAPI(
         title="Stella agent listener",
@@ -71,20 +88,8 @@ def create_agent_app(container: Container) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
+    app.state.container = container
     install_problem_handlers(app)
-
-    def current_agent(request: Request) -> Agent:
-        der = peer_certificate(request)
-        if der is None:
-            msg = "a client certificate is required"
-            raise Unauthenticated(msg)
-        try:
-            identity = container.agent_ca.identity(der)
-        except CertificateRejected as exc:
-            raise Unauthenticated(str(exc)) from None
-        return agents.authenticate(container.read_uow, identity.agent_id, identity.serial)
-
-    AgentDep = Annotated[Agent, Depends(current_agent)]  # noqa: N806 - a type alias
 
     @app.post(f"{AGENT_PREFIX}/heartbeat")
     def heartbeat(agent: AgentDep, spec: HeartbeatSpec) -> HeartbeatOut:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -89,6 +90,7 @@ def agent_run(
     from stella.logging_setup import configure_logging
 
     configure_logging(os.environ.get("STELLA_LOG_LEVEL", "info"))
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
     options = AgentOptions(
         data_dir=data_dir,
         server=server,

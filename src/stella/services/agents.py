@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from stella.domain.deployments import (
+    CAPABILITY_FOR_TARGET,
     KNOWN_CAPABILITIES,
     Agent,
     AgentState,
@@ -34,6 +35,7 @@ from stella.domain.errors import (
 )
 from stella.domain.ids import new_id
 from stella.domain.pagination import Page, PageRequest
+from stella.domain.targets import Target
 from stella.domain.tenancy import Permission
 from stella.services.auth import hash_token
 from stella.services.context import CallContext, record, require
@@ -257,6 +259,8 @@ def heartbeat(
         )
         if agent.state is AgentState.OFFLINE:
             _audit_system(uow, agent, "agent.online", {"after": "offline"}, now)
+        for target in _servable(uow, agent):
+            uow.targets.set_health(target.id, "unhealthy" if degraded else "healthy", now)
         if inventory is not None:
             for target_id in served_targets(uow, agent):
                 uow.observations.record(
@@ -264,6 +268,20 @@ def heartbeat(
                 )
         uow.commit()
     return replace(agent, state=state, last_heartbeat=now, version=version, health=health)
+
+
+def _servable(uow: UnitOfWork, agent: Agent) -> list[Target]:
+    """Targets this agent could deploy to: pinned to it, or unpinned with a capability it has.
+
+    Their health follows the agent's: a target is as healthy as the engine the agent sees.
+    """
+    page = uow.targets.page(agent.tenant_id, PageRequest(limit=500), agent.environment_id)
+    return [
+        t
+        for t in page.items
+        if t.agent_id == agent.id
+        or (t.agent_id is None and CAPABILITY_FOR_TARGET.get(str(t.type)) in agent.capabilities)
+    ]
 
 
 def served_targets(uow: UnitOfWork, agent: Agent) -> list[uuid.UUID]:

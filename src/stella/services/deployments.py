@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 import uuid
@@ -79,7 +80,20 @@ def canonical(data: Any) -> str:
 # --- rendering ---------------------------------------------------------------------------
 
 
-def _health(runtime: dict[str, Any]) -> HealthProbe | None:
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """`${NAME}` → the container's plain (non-secret) environment value, as Compose does."""
+    return _VARIABLE.sub(lambda m: variables.get(m.group(1), m.group(0)), value)
+
+
+def _plain(environment: dict[str, str]) -> dict[str, str]:
+    """Values that are not secret references (those stay unresolved until the executor)."""
+    return {k: v for k, v in environment.items() if not v.startswith(("env:", "file:"))}
+
+
+def _health(runtime: dict[str, Any], variables: dict[str, str]) -> HealthProbe | None:
     check = runtime.get("healthcheck")
     if not isinstance(check, dict):
         return None
@@ -89,8 +103,9 @@ def _health(runtime: dict[str, Any]) -> HealthProbe | None:
     test = check.get("test")
     if isinstance(test, str):
         test = ["CMD-SHELL", test]
+    http = check.get("http")
     return HealthProbe(
-        http=check.get("http"),
+        http=interpolate(http, variables) if isinstance(http, str) else None,
         test=[str(t) for t in test] if isinstance(test, list) else None,
         interval_seconds=max(0.05, seconds),
         retries=max(1, retries),
@@ -108,20 +123,30 @@ def container_spec(
     """A component of a release as one container on `target`, labelled with the sticker."""
     runtime = component.runtime
     prefix = str(target.connection.get("container_name_prefix", ""))
+    environment = {str(k): str(v) for k, v in dict(runtime.get("environment", {})).items()}
+    # per-target values (a port, a region) override the component's
+    environment |= {
+        str(k): str(v) for k, v in dict(target.connection.get("environment", {})).items()
+    }
+    variables = _plain(environment)
     command = runtime.get("command")
+    if isinstance(command, list):
+        command = [interpolate(str(part), variables) for part in command]
+    elif isinstance(command, str):
+        command = interpolate(command, variables)
     return ContainerSpec(
         component=component.name,
         name=f"{prefix}{component.name}",
         repository=component.repository,
         digest=digest,
-        command=command if isinstance(command, (str, list)) else None,
-        environment={str(k): str(v) for k, v in dict(runtime.get("environment", {})).items()},
+        command=command,
+        environment=environment,
         ports=[str(p) for p in runtime.get("ports", [])],
         volumes=[str(v) for v in runtime.get("volumes", [])],
         network_mode=str(runtime.get("network_mode", "host")),
         restart=runtime.get("restart"),
         init=bool(runtime.get("init", True)),
-        health=_health(runtime),
+        health=_health(runtime, variables),
         labels={
             LABEL_RELEASE: release.name,
             LABEL_VERSION: release.version,
@@ -182,7 +207,9 @@ def render_task(
         compose_lockfile=render_lockfile(project, specs),
         sticker_path=str(target.connection.get("sticker_path", policy.sticker_path)),
         sticker=sticker,
-        connection={k: v for k, v in target.connection.items() if k != "project"},
+        connection={
+            k: v for k, v in target.connection.items() if k not in {"project", "environment"}
+        },
         timeout_seconds=policy.task_timeout_seconds,
     )
 

@@ -178,6 +178,14 @@ class SqlTargetRepository(SqlRepository[Target]):
     def delete(self, target: Target) -> None:
         execute(self._conn, self.table.delete().where(self.table.c.id == target.id))
 
+    def set_health(self, target_id: uuid.UUID, health: str, now: datetime) -> None:
+        stmt = (
+            self.table.update()
+            .where(self.table.c.id == target_id, self.table.c.health != health)
+            .values(health=health, updated_at=now)
+        )
+        execute(self._conn, stmt)
+
 
 class SqlComponentRepository(SqlRepository[Component]):
     table = t.components

@@ -10,6 +10,7 @@ health probes are sent from the remote host's point of view through forwarded po
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,17 +19,26 @@ from typing import Any
 
 from stella.adapters.executors.compose import ComposeExecutor
 from stella.adapters.executors.docker_host import DockerExecutor
-from stella.adapters.executors.errors import ExecutorError
 from stella.adapters.executors.journal import Journal
 from stella.adapters.executors.ssh_tunnel import SshTarget, SshTunnel
 from stella.domain.deployments import DeploymentOutcome, DeploymentTask, ObservedContainer
 from stella.domain.errors import StellaError
 
 
+def default_work_dir() -> Path:
+    """Where compose lockfiles of ssh targets live unless told: `$STELLA_HOME/work/ssh-compose`.
+
+    It must outlive the process (the last good lockfile is what a failed upgrade is rolled back
+    to), so it is not a temporary folder.
+    """
+    return Path(os.environ.get("STELLA_HOME", ".stella")) / "work" / "ssh-compose"
+
+
 class SshExecutor:
     """Executor for `ssh_remote` targets; `connection` holds host, port, user, identity_file,
     known_hosts (required), docker_socket, mode (docker | compose) and optionally passphrase
-    (a secret reference for the identity file, resolved with `resolve_secret`)."""
+    (a secret reference for the identity file, resolved with `resolve_secret`). Compose mode
+    keeps its lockfiles under `work_dir` (default: `default_work_dir()`)."""
 
     def __init__(
         self,
@@ -40,12 +50,9 @@ class SshExecutor:
         connect_seconds: float = 15.0,
     ) -> None:
         self.target = SshTarget.parse(connection)
-        if self.target.mode == "compose" and work_dir is None:
-            msg = "an ssh target in compose mode needs a work_dir for its lockfiles"
-            raise ExecutorError(msg)
         self.resolve_secret = resolve_secret
         self.sticker_root = sticker_root
-        self.work_dir = work_dir
+        self.work_dir = work_dir or default_work_dir()
         self.connect_seconds = connect_seconds
 
     def _tunnel(self) -> SshTunnel:
@@ -88,7 +95,7 @@ class SshExecutor:
         return dataclasses.replace(outcome, log=[line, *outcome.log], timings=timings)
 
     def _inner(self, tunnel: SshTunnel) -> DockerExecutor | ComposeExecutor:
-        if self.work_dir is not None and self.target.mode == "compose":
+        if self.target.mode == "compose":
             return ComposeExecutor(
                 tunnel.docker_host,
                 self.work_dir,
