@@ -91,12 +91,13 @@ class Container:
         promotions = self.promotions
         clock = self.clock
         drift_every = Every(self.settings.drift_interval_seconds)
+        started = clock()
         return Worker(
             engine,
             settings,
             periodic=[
                 lambda: settle_deployments(promotions, clock),
-                lambda: agents.sweep(self.uow, clock, self.agent_settings),
+                lambda: agents.sweep(self.uow, clock, self.agent_settings, started),
                 lambda: deployments.requeue_overdue_worker_jobs(self.uow, clock),
                 lambda: drift_every(self.record_drift),
             ],

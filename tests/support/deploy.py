@@ -62,12 +62,16 @@ class PushedImage:
     content: str  # what GET / answers
 
 
-def push_web_image(repository: str, tag: str, content: str, tmp: Path) -> PushedImage:
-    """A busybox httpd image whose index.html says `content`, pushed by tag."""
+def push_web_image(
+    repository: str, tag: str, content: str, tmp: Path, pages: dict[str, str] | None = None
+) -> PushedImage:
+    """A busybox httpd image whose index.html says `content` (plus `pages`), pushed by tag."""
     folder = tmp / f"img-{tag}-{uuid.uuid4().hex[:6]}"
     folder.mkdir()
     (folder / "index.html").write_text(content)
-    (folder / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY index.html /www/index.html\n")
+    for name, text in (pages or {}).items():
+        (folder / name).write_text(text)
+    (folder / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY . /www/\n")
     reference = f"{REGISTRY}/{repository}:{tag}"
     docker_cli("build", "-q", "-t", reference, str(folder))
     docker_cli("push", reference)

@@ -38,6 +38,10 @@ CA_FILE = "ca.crt"
 RESULT_RETRY_SECONDS = 600.0
 
 
+class _Interrupted(BaseException):
+    """Raised by the SIGTERM handler to end an idle long poll at once."""
+
+
 class AgentError(Exception):
     """Stops the agent with one readable line (bad token, revoked, unreachable server…)."""
 
@@ -263,6 +267,8 @@ class Agent:
         try:
             while not self.stopping.is_set():
                 self.poll_once()
+        except _Interrupted:
+            log.info("agent stopping")
         except AgentError as exc:
             self.fatal = str(exc)
         finally:
@@ -284,6 +290,8 @@ def run_agent(options: AgentOptions, on_ready: Callable[[Identity], None] | None
 
     def shutdown(signum: int, frame: object) -> None:
         agent.stop()
+        if agent.busy_with is None:
+            raise _Interrupted  # idle: leave the long poll now; busy: finish the task first
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, shutdown)

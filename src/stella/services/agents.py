@@ -334,13 +334,22 @@ def revoke(uow_factory: UnitOfWorkFactory, ctx: CallContext, ref: str) -> Agent:
     return replace(agent, state=AgentState.REVOKED)
 
 
-def sweep(uow_factory: UnitOfWorkFactory, clock: Clock, settings: AgentSettings) -> int:
+def sweep(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    settings: AgentSettings,
+    watching_since: datetime | None = None,
+) -> int:
     """Mark silent agents offline and release their jobs; fail jobs nobody can take.
 
     Runs periodically in every worker; each change is a conditional update inside one
-    transaction, so several workers sweeping at once do the work once.
+    transaction, so several workers sweeping at once do the work once. A process that has
+    watched for less than the offline threshold (`watching_since`) judges nobody: after a
+    control-plane restart the silence may have been its own.
     """
     now = clock()
+    if watching_since is not None and now - watching_since < settings.offline_after:
+        return 0
     changed = 0
     with uow_factory() as uow:
         for agent in uow.agents.silent_since(now - settings.offline_after):
