@@ -423,7 +423,8 @@ def test_ssh_targets_deploy_without_an_agent_and_refuse_a_changed_host_key(datab
         refused = _promote(live, "1.0.1")
         assert wait_settled(live, refused) == "failed"
         error = _jobs(live, refused)[0]["error"]
-        assert "host key" in error and "not trusted" in error
+        assert "host key" in error
+        assert "not trusted" in error
         assert json.loads(sticker.read_text())["version"] == "1.0.0"  # nothing changed there
     finally:
         live.stop()
