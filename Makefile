@@ -1,7 +1,7 @@
 # Stella Release Orchestrator - the two commands are `make run` and `make test`.
 BIN := .venv/bin
 
-.PHONY: run test bench lint fmt bootstrap clean
+.PHONY: run test bench demo lint fmt bootstrap clean
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -18,14 +18,18 @@ test: bootstrap
 bench: bootstrap
 	scripts/bench.sh
 
+## demo: agents on a loopback Docker engine deploy a release dev → stage → prod, drift, rollback
+demo: bootstrap
+	scripts/demo.sh
+
 lint: bootstrap
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/mypy src
 
 fmt: bootstrap
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench scripts
+	$(BIN)/ruff check --fix src tests bench scripts
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

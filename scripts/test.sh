@@ -7,8 +7,8 @@ BIN=.venv/bin
 . scripts/services.sh
 
 echo "[test] ruff format --check, ruff check, mypy" >&2
-$BIN/ruff format --check src tests bench
-$BIN/ruff check src tests bench
+$BIN/ruff format --check src tests bench scripts
+$BIN/ruff check src tests bench scripts
 $BIN/mypy src
 
 echo "[test] pytest" >&2
