@@ -88,3 +88,35 @@ def test_tracing_is_off_unless_the_standard_variables_ask_for_it(monkeypatch, va
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     assert tracing_requested() is on
+
+
+def test_deployment_execute_span(api, container, registry_url, repository, tmp_path, spans):
+    estate = build_estate(api, registry_url, repository)
+    slug = "dev"  # no targets there: the deployment has nothing to do and succeeds
+    workflow = {
+        "name": f"deploy-{slug}",
+        "steps": [
+            {
+                "id": "d",
+                "type": "deploy",
+                "config": {"release": estate.release_id, "environment": slug},
+            }
+        ],
+    }
+    assert api.post("/workflows", workflow).status_code == 201
+    spans.clear()
+    worker = start_worker(container, tmp_path / "work")
+    try:
+        run = wait_for_run(
+            api, api.post("/workflow-runs", {"workflow": f"deploy-{slug}"}).json()["id"]
+        )
+    finally:
+        worker.stop()
+    assert run["state"] == "succeeded", run
+    span = next(
+        s
+        for s in spans.get_finished_spans()
+        if s.name == "deployment.execute" and s.attributes["workflow.run_id"] == run["id"]
+    )
+    assert span.attributes["deployment.kind"] == "deploy"
+    assert span.attributes["deployment.outcome"] == "succeeded"

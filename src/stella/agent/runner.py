@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from opentelemetry import trace
 
 import stella
 from stella.adapters.executors import executor_for
@@ -214,10 +215,16 @@ class Agent:
             job_id,
             extra={"correlation_id": body.get("correlation_id"), "job_id": job_id},
         )
+        tracer = trace.get_tracer("stella.agent")
         try:
-            outcome = self.executor(task.target_type).deploy(
-                task, lines.append, self.cancelled, resolve_secret
-            )
+            with tracer.start_as_current_span("agent.task") as span:
+                span.set_attribute("deployment.job_id", job_id)
+                span.set_attribute("deployment.target", task.target_name)
+                span.set_attribute("release.version", task.release_version)
+                outcome = self.executor(task.target_type).deploy(
+                    task, lines.append, self.cancelled, resolve_secret
+                )
+                span.set_attribute("deployment.succeeded", outcome.succeeded)
         except Exception as exc:  # noqa: BLE001 - any executor failure is the job's failure
             outcome = DeploymentOutcome(False, f"{type(exc).__name__}: {exc}", lines, {}, {})
         finally:

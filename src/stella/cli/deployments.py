@@ -86,11 +86,13 @@ def agent_run(
     ] = None,
 ) -> None:
     """Enrol (first start) and run the agent: heartbeats, tasks, results; stops on SIGTERM."""
+    from stella.adapters.tracing import configure_tracing
     from stella.agent.runner import AgentError, AgentOptions, run_agent
     from stella.logging_setup import configure_logging
 
     configure_logging(os.environ.get("STELLA_LOG_LEVEL", "info"))
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
+    configure_tracing("agent")
     options = AgentOptions(
         data_dir=data_dir,
         server=server,

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field
 
 from stella.domain.deployments import DeploymentJob, JobKind, JobState
@@ -62,6 +63,15 @@ class DeployStep:
         return True
 
     def execute(self, context: StepContext) -> StepResult:
+        tracer = trace.get_tracer("stella.deployments")
+        with tracer.start_as_current_span("deployment.execute") as span:
+            span.set_attribute("deployment.kind", str(self.kind))
+            span.set_attribute("workflow.run_id", str(context.run_id))
+            result = self._execute(context)
+            span.set_attribute("deployment.outcome", result.status)
+            return result
+
+    def _execute(self, context: StepContext) -> StepResult:
         config = DeployConfig.model_validate(context.config)
         try:
             release, environment = self._load(context, config)
@@ -271,7 +281,7 @@ class RollbackDeployStep(DeployStep):
     def can_roll_back(self, config: Mapping[str, Any]) -> bool:
         return False
 
-    def execute(self, context: StepContext) -> StepResult:
+    def _execute(self, context: StepContext) -> StepResult:
         config = DeployConfig.model_validate(context.config)
         try:
             release, environment = self._load(context, config)
