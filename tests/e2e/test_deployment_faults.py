@@ -483,3 +483,20 @@ def test_secret_values_reach_the_container_but_never_the_record(database, tmp_pa
         agent.stop()
         live.stop()
         remove_containers(f"t-{suffix}-web")
+
+
+def test_a_deployment_nobody_can_take_fails_with_the_reason(database, tmp_path):
+    live = _serve(tmp_path, database)
+    suffix = uuid.uuid4().hex[:6]
+    image = push_web_image(f"app/none-{suffix}", "v1", f"none {suffix}\n", tmp_path)
+    _dev(live, web_component("web", image.repository), [_docker_target(f"t-{suffix}", 18999)])
+    try:
+        live.cli(
+            "release", "create", "--name", "web", "--version", "1.0.0", "-c", "web=v1", check=True
+        )
+        promotion = _promote(live, "1.0.0")
+        assert wait_settled(live, promotion) == "failed"
+        job = _jobs(live, promotion)[0]
+        assert "no online agent in this environment has capability 'docker'" in job["error"]
+    finally:
+        live.stop()

@@ -59,7 +59,8 @@ def _estate(live, tmp_path, suffix: str, ports: dict[str, int]) -> dict:
         {
             "name": f"{env}-{suffix}",
             "environment": env,
-            "type": "docker_host",
+            # stage runs on Compose (docker-compose v1 here), dev and prod on plain Docker
+            "type": "compose_host" if env == "stage" else "docker_host",
             "connection": {
                 "container_name_prefix": f"{env}-{suffix}-",
                 "environment": {"PORT": str(port)},
@@ -79,6 +80,7 @@ def test_release_walks_to_prod_drifts_and_rolls_back(live, tmp_path):
     v1 = push_web_image(repository, "v1", f"web v1 {suffix}\n", tmp_path)
     v2 = push_web_image(repository, "v2", f"web v2 {suffix}\n", tmp_path)
     estate = _estate(live, tmp_path, suffix, ports)
+    stage_project = f"stella-stage-{suffix}"
     agents = []
     try:
         with live.api() as api:
@@ -125,6 +127,9 @@ def test_release_walks_to_prod_drifts_and_rolls_back(live, tmp_path):
                 assert wait_settled(live, promoted["id"]) == "deployed", _deployments(live, env)
                 assert http_text(ports[env]) == image.content
         prod_promotion = promoted["id"]
+        composed = docker_client().containers.get(containers[1])
+        assert composed.labels["com.docker.compose.project"] == stage_project
+        assert composed.labels["org.stellaops.version"] == "2.0.0"
 
         client = docker_client()
         running = client.containers.get(containers[2])

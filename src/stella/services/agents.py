@@ -368,8 +368,36 @@ def sweep(
             for job in uow.jobs.running_on(agent.id):
                 _release_job(uow, job, agent, "went offline", now)
             changed += 1
+        changed += _fail_unservable(uow, now - settings.offline_after, now)
         uow.commit()
     return changed
+
+
+def _fail_unservable(uow: UnitOfWork, before: datetime, now: datetime) -> int:
+    """Jobs waiting longer than the offline threshold with no agent able to take them fail,
+    rather than sit until their step times out."""
+    failed = 0
+    for job in uow.jobs.waiting_for_agents(before):
+        able = uow.agents.online_with(job.tenant_id, job.environment_id, job.capability)
+        if job.pinned_agent_id is not None:
+            able = [a for a in able if a.id == job.pinned_agent_id]
+        if able:
+            continue
+        pinned = " (the target is pinned to one agent)" if job.pinned_agent_id else ""
+        error = (
+            f"no online agent in this environment has capability '{job.capability}'{pinned}; "
+            "enrol one with `stella agent token create` and `stella agent run`"
+        )
+        uow.jobs.set(
+            job.id,
+            state=JobState.FAILED,
+            error=error,
+            finished_at=now,
+            updated_at=now,
+            log=_append(job.log, f"{now.isoformat()} {error}"),
+        )
+        failed += 1
+    return failed
 
 
 def _release_job(

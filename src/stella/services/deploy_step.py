@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from opentelemetry import trace
@@ -52,7 +53,10 @@ class DeployConfig(BaseModel):
 class DeployStep:
     """Deploys a release to every active target of an environment."""
 
-    characteristics = StepCharacteristics(idempotent=True, supports_rollback=True)
+    # deployments wait for pulls and health checks on every target: give them an hour
+    characteristics = StepCharacteristics(
+        idempotent=True, supports_rollback=True, default_timeout=timedelta(hours=1)
+    )
     config_model = DeployConfig
     kind = JobKind.DEPLOY
 

@@ -445,6 +445,10 @@ def claim_for_agent(
     task_token: str,
 ) -> tuple[DeploymentJob, DeploymentTask] | None:
     """Give the oldest matching pending job to an agent with a credential scoped to it."""
+    with uow_factory(read_only=True) as uow:
+        # most polls find nothing: look without taking the (SQLite) write lock first
+        if uow.jobs.claim_next(tenant_id, environment_id, capabilities, "agent", agent_id) is None:
+            return None
     now = clock()
     with uow_factory() as uow:
         job = uow.jobs.claim_next(tenant_id, environment_id, capabilities, "agent", agent_id)

@@ -210,6 +210,15 @@ class SqlDeploymentJobRepository(SqlRepository[DeploymentJob]):
         )
         return [self._to_domain(r) for r in execute(self._conn, stmt).all()]
 
+    def waiting_for_agents(self, before: datetime) -> list[DeploymentJob]:
+        """Agent jobs pending since before `before` (nobody has taken them)."""
+        stmt = self.table.select().where(
+            self.table.c.executor == "agent",
+            self.table.c.state == JobState.PENDING.value,
+            self.table.c.updated_at < before,
+        )
+        return [self._to_domain(r) for r in execute(self._conn, stmt).all()]
+
     def overdue_worker_jobs(self, now: datetime) -> list[DeploymentJob]:
         """Agentless jobs whose executing worker stopped renewing its lease."""
         stmt = self.table.select().where(
