@@ -97,3 +97,26 @@ def test_agent_names_are_unique_and_revocation_is_immediate(api, client, prod, c
         agents.authenticate(container.read_uow, agent_id, serial)
     audit = api.get("/audit-events", params={"action": "agent.revoked"}).json()["items"]
     assert any(e["resource_id"] == str(agent_id) for e in audit)
+
+
+def test_targets_pin_agents_of_their_own_environment(api, client, prod):
+    name = f"pin-{uuid.uuid4().hex[:6]}"
+    assert _enrol(client, _token(api, prod), name).status_code == 201
+    agent_id = api.get(f"/agents/{name}").json()["id"]
+    pinned = api.post(
+        "/targets",
+        {"name": f"t-{name}", "environment": prod, "type": "docker_host", "agent_id": name},
+    )
+    assert pinned.status_code == 201, pinned.text
+    assert pinned.json()["agent_id"] == agent_id
+    other = f"o{uuid.uuid4().hex[:6]}"
+    api.post("/environments", {"name": other, "slug": other, "promotion_order": 901})
+    wrong = api.post(
+        "/targets",
+        {"name": f"u-{name}", "environment": other, "type": "docker_host", "agent_id": name},
+    )
+    assert wrong.status_code == 422
+    assert wrong.json()["errors"][0] == {
+        "field": "agent_id",
+        "message": f"agent '{name}' serves another environment",
+    }

@@ -105,3 +105,7 @@ def test_no_endpoint_reveals_or_changes_another_tenants_resources(
     assert api.get(f"/workflow-runs/{run['id']}").json()["state"] == "running"
     assert api.get("/environments/dev").json()["state"] == "active"
     assert api.get(f"/releases/{estate.release_id}").json()["state"] == "active"
+    # a target with deployment history is kept: deleting it is refused with the way out
+    refused = api.delete("/targets/prod-1")
+    assert refused.status_code == 409
+    assert "disable it instead" in refused.json()["detail"]

@@ -27,15 +27,15 @@ def build_target(
 ) -> Target:
     """Validate a spec (environment must exist, no secret values) and build the target."""
     errors = validate_connection(spec.connection) + validate_labels(spec.labels)
-    agent_id = None
-    if spec.agent_id is not None:
-        try:
-            agent_id = uuid.UUID(spec.agent_id)
-        except ValueError:
-            errors.append(FieldError("agent_id", "must be a UUID"))
+    agent = uow.agents.get(tenant_id, spec.agent_id) if spec.agent_id is not None else None
+    if spec.agent_id is not None and agent is None:
+        errors.append(FieldError("agent_id", f"agent '{spec.agent_id}' not found"))
     environment = uow.environments.get(tenant_id, spec.environment)
     if environment is None:
         errors.append(FieldError("environment", f"environment '{spec.environment}' not found"))
+    elif agent is not None and agent.environment_id != environment.id:
+        errors.append(FieldError("agent_id", f"agent '{agent.name}' serves another environment"))
+    agent_id = agent.id if agent else None
     if errors or environment is None:
         raise ValidationFailed.of(errors)
     return Target(
@@ -113,6 +113,12 @@ def delete_target(uow_factory: UnitOfWorkFactory, ctx: CallContext, ref: str) ->
     require(ctx, Permission.ADMINISTER, uow_factory, "delete targets")
     with uow_factory() as uow:
         target = get_target(uow, ctx.principal.tenant_id, ref)
+        if uow.jobs.page(target.tenant_id, PageRequest(limit=1), target_id=target.id).items:
+            msg = (
+                f"target '{target.name}' has deployment history, which is kept; "
+                "disable it instead (PATCH state: disabled)"
+            )
+            raise Conflict(msg)
         uow.targets.delete(target)
         record(uow, ctx, "target.deleted", "target", target.id, {"name": target.name})
         uow.commit()
