@@ -98,6 +98,7 @@ class Container:
             periodic=[
                 lambda: settle_deployments(promotions, clock),
                 lambda: agents.sweep(self.uow, clock, self.agent_settings, started),
+                self.record_agents,
                 lambda: deployments.requeue_overdue_worker_jobs(self.uow, clock),
                 lambda: drift_every(self.record_drift),
             ],
@@ -105,19 +106,23 @@ class Container:
         )
 
     def record_drift(self) -> None:
-        """Look at every target and export how many drifted, per environment."""
+        """Look at every target and export how many drifted, per environment slug (summed
+        over tenants: slugs are what dashboards group by)."""
         with self.read_uow() as uow:
-            AGENTS_ONLINE.set(uow.agents.count_by_state().get("online", 0))
             tenants = uow.tenants.ids()
+        counts: dict[str, int] = {}
         for tenant_id in tenants:
             system = CallContext(Principal(None, tenant_id, "drift", Role.ADMIN), None, self.clock)
-            counts: dict[str, int] = {}
             for item in drift.check_drift(self.uow, system, None, self.deployments.agentless):
                 counts[item.environment] = counts.get(item.environment, 0) + (
                     item.state == "drifted"
                 )
-            for environment, drifted in counts.items():
-                TARGETS_DRIFTED.labels(environment).set(drifted)
+        for environment, drifted in counts.items():
+            TARGETS_DRIFTED.labels(environment).set(drifted)
+
+    def record_agents(self) -> None:
+        with self.read_uow() as uow:
+            AGENTS_ONLINE.set(uow.agents.count_by_state().get("online", 0))
 
 
 class Every:

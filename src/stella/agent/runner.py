@@ -147,10 +147,16 @@ class Agent:
         self.fatal: str | None = None
         self.busy_with: str | None = None
 
-    def executor(self, target_type: str) -> Any:
+    def executor(self, target_type: str, connection: dict[str, Any] | None = None) -> Any:
         extra: dict[str, Any] = {"sticker_root": self.options.sticker_root}
         if target_type == "compose_host":
             extra["work_dir"] = self.options.work_dir
+        if target_type == "ssh_remote":  # an agent with the ssh capability reaches hosts itself
+            extra |= {
+                "connection": connection or {},
+                "resolve_secret": resolve_secret,
+                "work_dir": self.options.work_dir / "ssh-compose",
+            }
         return executor_for(target_type, self.options.docker_host, **extra)
 
     # --- heartbeats --------------------------------------------------------------------------
@@ -221,7 +227,7 @@ class Agent:
                 span.set_attribute("deployment.job_id", job_id)
                 span.set_attribute("deployment.target", task.target_name)
                 span.set_attribute("release.version", task.release_version)
-                outcome = self.executor(task.target_type).deploy(
+                outcome = self.executor(task.target_type, task.connection).deploy(
                     task, lines.append, self.cancelled, resolve_secret
                 )
                 span.set_attribute("deployment.succeeded", outcome.succeeded)

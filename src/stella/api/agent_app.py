@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
@@ -163,9 +164,13 @@ def start_agent_listener(container: Container) -> uvicorn.Server:
     """Serve the agent listener over mutual TLS in a background thread of this process."""
     settings = container.settings
     keys = settings.keys_dir
-    cert_file, key_file = container.agent_ca.server_certificate_files(
-        keys, [settings.agent_listen_host]
-    )
+    advertised = urlsplit(settings.resolved_agent_url).hostname
+    hosts = [
+        h
+        for h in (settings.agent_listen_host, advertised)
+        if h and h not in {"0.0.0.0", "::"}  # noqa: S104 - excluded, not bound
+    ]
+    cert_file, key_file = container.agent_ca.server_certificate_files(keys, hosts)
     config = mtls_server_config(
         create_agent_app(container),
         settings.agent_listen_host,

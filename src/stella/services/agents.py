@@ -178,7 +178,10 @@ def enroll(
                 reason = "join token has expired; create a new one"
             raise Unauthenticated(reason)
         if uow.agents.get(join.tenant_id, name) is not None:
-            msg = f"an agent named '{name}' already exists; pick another --name or revoke it"
+            msg = (
+                f"an agent named '{name}' already exists (revoked agents keep their name for "
+                "the record); pick another --name"
+            )
             raise Conflict(msg)
         issued = ca.issue_client_certificate(csr_pem, agent_id, settings.certificate_validity)
         agent = Agent(

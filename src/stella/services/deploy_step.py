@@ -98,7 +98,7 @@ class DeployStep:
         if status is None:
             return StepResult("failed", error="cancelled", retryable=False)
         log = "\n".join(_job_line(j) for j in status.jobs)
-        if not status.failed:
+        if len(status.failed) <= environment.deployment.max_failures:
             return StepResult(
                 "succeeded",
                 outputs={
@@ -114,7 +114,7 @@ class DeployStep:
             if config.auto_rollback is not None
             else environment.deployment.auto_rollback
         ):
-            rolled = self._roll_back(
+            _, rolled = self._roll_back(
                 status.jobs, release, environment, promotion_id, context, f"{batch}:auto-rollback"
             )
             error = f"{error}; {rolled}"
@@ -130,7 +130,7 @@ class DeployStep:
         batch = f"{context.idempotency_key.removesuffix(':rollback')}:{self.kind}"
         with self.services.uow(read_only=True) as uow:
             jobs = uow.jobs.batch(batch)
-        summary = self._roll_back(
+        ok, summary = self._roll_back(
             jobs,
             release,
             environment,
@@ -138,9 +138,8 @@ class DeployStep:
             context,
             f"{context.idempotency_key}:rollback-deploy",
         )
-        failed = "failed" in summary
         return StepResult(
-            "failed" if failed else "succeeded", error=summary if failed else None, log=summary
+            "succeeded" if ok else "failed", error=None if ok else summary, log=summary
         )
 
     # --- helpers -----------------------------------------------------------------------------
@@ -231,15 +230,15 @@ class DeployStep:
         promotion_id: uuid.UUID | None,
         context: StepContext,
         batch: str,
-    ) -> str:
-        """Redeploy, to each target touched by `jobs`, the release it ran before them."""
+    ) -> tuple[bool, str]:
+        """Redeploy, to each target touched by `jobs`, the release it ran before its job."""
         touched = [j for j in jobs if j.state in {JobState.SUCCEEDED, JobState.FAILED}]
         previous: dict[uuid.UUID, Release] = {}
         targets: list[Target] = []
         with self.services.uow() as uow:
             existing = uow.jobs.batch(batch)
             for job in touched:
-                before = uow.jobs.last_succeeded(job.target_id, before=min(j.id for j in jobs))
+                before = uow.jobs.last_succeeded(job.target_id, before=job.id)
                 target = uow.targets.get(job.tenant_id, str(job.target_id))
                 earlier = (
                     uow.releases.get(job.tenant_id, str(before.release_id)) if before else None
@@ -248,7 +247,7 @@ class DeployStep:
                     previous[target.id] = earlier
                     targets.append(target)
             if not targets:
-                return "no earlier release to roll back to"
+                return False, "no earlier release to roll back to"
             if not existing:
                 self._create(
                     uow,
@@ -270,11 +269,11 @@ class DeployStep:
             context,
         )
         if status is None:
-            return "rollback cancelled"
+            return False, "rollback cancelled"
         versions = sorted({r.version for r in previous.values()})
         if status.failed:
-            return f"rollback failed on {len(status.failed)} target(s): {status.summary}"
-        return f"rolled back {len(status.succeeded)} target(s) to {', '.join(versions)}"
+            return False, f"rollback failed on {len(status.failed)} target(s): {status.summary}"
+        return True, f"rolled back {len(status.succeeded)} target(s) to {', '.join(versions)}"
 
 
 class RollbackDeployStep(DeployStep):
@@ -297,7 +296,7 @@ class RollbackDeployStep(DeployStep):
                 for j in (uow.jobs.last_succeeded(t.id) for t in _targets(uow, environment))
                 if j is not None
             ]
-        summary = self._roll_back(
+        ok, summary = self._roll_back(
             current,
             release,
             environment,
@@ -305,10 +304,9 @@ class RollbackDeployStep(DeployStep):
             context,
             f"{context.idempotency_key}:rollback",
         )
-        failed = "failed" in summary or summary.startswith("no earlier")
         return StepResult(
-            "failed" if failed else "succeeded",
-            error=summary if failed else None,
+            "succeeded" if ok else "failed",
+            error=None if ok else summary,
             log=summary,
             retryable=False,
         )

@@ -159,6 +159,12 @@ def container_spec(
     )
 
 
+def compose_project_name(target_name: str) -> str:
+    """Compose accepts lowercase letters, digits, `-` and `_` in project names."""
+    cleaned = re.sub(r"[^a-z0-9_-]+", "-", target_name.lower()).strip("-_")
+    return f"stella-{cleaned or 'target'}"
+
+
 def render_task(
     render_lockfile: LockfileRenderer,
     components: dict[str, Component],
@@ -174,7 +180,7 @@ def render_task(
         container_spec(components[c.name], c.digest, target, release, job_id, promotion_id)
         for c in sorted(release.components, key=lambda c: c.name)
     ]
-    project = str(target.connection.get("project") or f"stella-{target.name}")
+    project = str(target.connection.get("project") or compose_project_name(target.name))
     policy = environment.deployment
     sticker = {
         "schema": STICKER_SCHEMA,

@@ -54,14 +54,21 @@ class TargetDrift:
 def observe_agentless(
     uow_factory: UnitOfWorkFactory, clock: Clock, factory: ExecutorFactory, target: Target
 ) -> None:
-    """Look at an SSH target now and record what it runs (failures are logged, not raised)."""
+    """Look at an SSH target now and record what it runs and whether it answered (its health);
+    failures are logged, not raised. Targets without a host are not configured yet: skipped."""
+    if not target.connection.get("host"):
+        return
     try:
         containers = factory(target.connection).inventory()
     except Exception as exc:  # noqa: BLE001 - an unreachable host leaves the old observation
         log.warning("could not inventory target %s: %s", target.name, type(exc).__name__)
+        with uow_factory() as uow:
+            uow.targets.set_health(target.id, "unhealthy", clock())
+            uow.commit()
         return
     with uow_factory() as uow:
         uow.observations.record(target.tenant_id, target.id, "ssh", containers, clock())
+        uow.targets.set_health(target.id, "healthy", clock())
         uow.commit()
 
 

@@ -271,15 +271,19 @@ def build_context(uow: UnitOfWork, promotion: Promotion, now: datetime) -> dict[
             d: {"scan_id": str(v["id"]), "blocking": v["blocking"], "findings": len(v["findings"])}
             for d, v in verdicts.items()
         },
-        "targets": [_target_context(uow, target, t) for t in targets],
+        "targets": [
+            _target_context(uow, target, t, drift=promotion.kind != "rollback") for t in targets
+        ],
         "policies": policies,
         "overrides": uow.promotions.overrides(promotion.id),
     }
 
 
-def _target_context(uow: UnitOfWork, environment: Environment, target: Target) -> dict[str, Any]:
+def _target_context(
+    uow: UnitOfWork, environment: Environment, target: Target, drift: bool = True
+) -> dict[str, Any]:
     """A target as the health_check gate sees it: health, agent liveness and (if the
-    environment blocks on it) drift."""
+    environment blocks on it) drift — except for rollbacks, which are how drift is repaired."""
     entry: dict[str, Any] = {
         "name": target.name,
         "health": str(target.health),
@@ -292,7 +296,7 @@ def _target_context(uow: UnitOfWork, environment: Environment, target: Target) -
     elif capability is not None:
         online = uow.agents.online_with(target.tenant_id, environment.id, capability)
         entry["agent"] = "online" if online else "offline"
-    if environment.deployment.block_on_drift:
+    if drift and environment.deployment.block_on_drift:
         entry["drift"] = _drift_state(uow, target)
     return entry
 

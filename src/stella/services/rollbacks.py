@@ -40,10 +40,12 @@ def request_rollback(
         if current is None:
             msg = f"nothing is deployed to {env.slug}; there is nothing to roll back"
             raise Conflict(msg)
+        # by default: the newest release still standing as deployed (one rolled back is
+        # not a good place to return to; name it with --to if you mean it)
         earlier = [
             p
             for p in history
-            if p.state in _DEPLOYED_BEFORE
+            if p.state is PromotionState.DEPLOYED
             and p.release_id != current.release_id
             and p.id < current.id
         ]

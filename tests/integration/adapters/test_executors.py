@@ -698,6 +698,33 @@ def test_compose_deploy_upgrade_and_restore(
     assert not [line for line in lines if SECRET_VALUE in line]
 
 
+def test_compose_sets_aside_a_hand_made_container_holding_its_name(
+    engine: docker.DockerClient, images: Images, cleanup: Cleanup, tmp_path: Path
+) -> None:
+    project = cleanup.project()
+    ports = (free_port(), free_port())
+    specs = compose_specs(images, project, images.v1, ports)
+    stranger = engine.containers.run(
+        f"{images.repository}@{images.v2}",
+        ["httpd", "-f", "-p", f"127.0.0.1:{free_port()}", "-h", "/www"],
+        name=specs[0].name,
+        detach=True,
+        network_mode="host",
+        init=True,
+    )
+    try:
+        executor = ComposeExecutor(DOCKER_HOST, tmp_path / "compose", sticker_root=tmp_path)
+        outcome, lines = run(executor, compose_task(specs, project, "1.0.0"), known_secret)
+        assert outcome.succeeded, outcome.error
+        assert project_containers(engine, project)["api"].name == specs[0].name
+        stranger.reload()
+        assert stranger.status == "exited"
+        assert stranger.name.startswith(f"{specs[0].name}.stella-displaced-")
+        assert any("not made by this project" in line for line in lines)
+    finally:
+        stranger.remove(force=True)
+
+
 def test_compose_refuses_a_missing_digest_before_up(
     engine: docker.DockerClient, images: Images, cleanup: Cleanup, tmp_path: Path
 ) -> None:

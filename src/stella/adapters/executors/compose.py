@@ -15,12 +15,13 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import docker
 import requests
-from docker.errors import DockerException
+from docker.errors import DockerException, NotFound
 from docker.models.containers import Container
 
 from stella.adapters.executors.compose_cli import ComposeCli, detect_compose, process_env
@@ -122,6 +123,7 @@ class ComposeExecutor:
                     deployed[spec.component] = verify_image(client, spec)
                     journal(f"{spec.component}: verified {spec.image}")
             previous = _current_lockfile(project_dir)
+            _displace_strangers(client, task, journal)
             try:
                 self._up(cli, client, task, lockfile, journal, deadline)
             except (DeploymentFailed, DockerException, requests.RequestException) as exc:
@@ -155,6 +157,28 @@ class ComposeExecutor:
                     wait_healthy(container, spec, journal, deadline, self.http_get)
         where = self.write_sticker(task.sticker_path, task.sticker)
         journal(f"sticker written to {where}")
+
+
+def _displace_strangers(
+    client: docker.DockerClient, task: DeploymentTask, journal: Journal
+) -> None:
+    """A container that holds one of our names but is not this project's (someone ran it by
+    hand: drift) would make `up` fail on the name. Stop it and keep it aside, renamed, so the
+    deployment (or a rollback) can proceed and nothing is deleted."""
+    for spec in task.containers:
+        try:
+            found = client.containers.get(spec.name)
+        except NotFound:
+            continue
+        if found.labels.get("com.docker.compose.project") == task.project:
+            continue
+        aside = f"{spec.name}.stella-displaced-{int(time.time())}"
+        found.stop(timeout=10)
+        found.rename(aside)
+        journal(
+            f"{spec.name}: a container not made by this project held the name; "
+            f"stopped and renamed it to {aside}"
+        )
 
 
 def _check_task(task: DeploymentTask) -> None:
