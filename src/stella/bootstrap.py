@@ -217,6 +217,7 @@ DEFAULT_DEPLOY_WORKFLOW: dict[str, object] = {
         {"name": "promotion_id", "type": "string", "required": True},
         {"name": "release_id", "type": "string", "required": True},
         {"name": "environment", "type": "string", "required": True},
+        {"name": "kind", "type": "string", "default": "promotion"},
     ],
     "steps": [
         {
@@ -228,6 +229,7 @@ DEFAULT_DEPLOY_WORKFLOW: dict[str, object] = {
                 "release": "${{ inputs.release_id }}",
                 "environment": "${{ inputs.environment }}",
                 "promotion": "${{ inputs.promotion_id }}",
+                "kind": "${{ inputs.kind }}",
             },
         }
     ],

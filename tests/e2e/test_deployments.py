@@ -190,6 +190,11 @@ def test_release_walks_to_prod_drifts_and_rolls_back(live, tmp_path):
         assert wait_settled(live, rollback["id"]) == "deployed"
         assert http_text(ports["prod"]) == v1.content
         with live.api() as api:
+            undo = api.get("/deployments", params={"promotion": rollback["id"]}).json()["items"]
+        assert [(j["kind"], j["state"]) for j in undo] == [("rollback", "succeeded")]
+        sticker = json.loads(estate["stickers"]["prod"].read_text())
+        assert (sticker["kind"], sticker["version"]) == ("rollback", "1.0.0")
+        with live.api() as api:
             assert api.get(f"/promotions/{prod_promotion}").json()["state"] == "rolled_back"
         wait_for(
             lambda: live.cli("drift", "check", "--env", "prod").returncode == 0,

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,6 +48,9 @@ class DeployConfig(BaseModel):
     parallelism: int | None = Field(default=None, ge=1, le=100)
     max_failures: int | None = Field(default=None, ge=0, le=10_000)
     auto_rollback: bool | None = None
+    kind: Literal["promotion", "rollback"] = Field(
+        default="promotion", description="rollback: the promotion redeploys an earlier release"
+    )
 
 
 class DeployStep:
@@ -83,10 +86,13 @@ class DeployStep:
             return StepResult("failed", error=str(exc), retryable=False)
         batch = f"{context.idempotency_key}:{self.kind}"
         promotion_id = _uuid(config.promotion)
+        kind = JobKind.ROLLBACK if config.kind == "rollback" else self.kind
         with self.services.uow() as uow:
             jobs = uow.jobs.batch(batch)
             if not jobs:
-                jobs = self._create(uow, batch, release, environment, promotion_id, context)
+                jobs = self._create(
+                    uow, batch, release, environment, promotion_id, context, kind=kind
+                )
                 uow.commit()
         if not jobs:
             return StepResult(

@@ -683,6 +683,7 @@ def _start_deployment(services: PromotionServices, ctx: CallContext, ref: str) -
         return promotion  # nothing to deploy to: the promotion stays approved
     inputs = {
         "promotion_id": str(promotion.id),
+        "kind": promotion.kind,
         "release_id": str(release.id),
         "release": release.name,
         "version": release.version,
