@@ -17,10 +17,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography import x509
 from opentelemetry import trace
 
 import stella
@@ -128,6 +130,21 @@ def _detail(response: httpx.Response) -> str:
         return f"HTTP {response.status_code}"
 
 
+def certificate_window(data_dir: Path) -> tuple[datetime, datetime]:
+    """(not before, not after) of the agent's current certificate."""
+    cert = x509.load_pem_x509_certificate((data_dir / CERT_FILE).read_bytes())
+    return cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
+def finish_interrupted_renewal(data_dir: Path) -> None:
+    """A renewal writes `*.new` files, then renames key and certificate; complete it if a crash
+    came in between, so key and certificate always match."""
+    for name in (KEY_FILE, CERT_FILE):
+        pending = data_dir / f"{name}.new"
+        if pending.exists():
+            pending.replace(data_dir / name)
+
+
 def mtls_client(data_dir: Path, base_url: str) -> httpx.Client:
     context = ssl.create_default_context(cafile=str(data_dir / CA_FILE))
     context.load_cert_chain(str(data_dir / CERT_FILE), str(data_dir / KEY_FILE))
@@ -141,6 +158,14 @@ class Agent:
         self.options = options
         self.identity = identity
         self.interval = options.heartbeat_seconds or identity.heartbeat_seconds
+        finish_interrupted_renewal(options.data_dir)
+        not_after = certificate_window(options.data_dir)[1]
+        if not_after <= datetime.now(UTC):
+            msg = (
+                f"this agent's certificate expired on {not_after:%Y-%m-%d %H:%M} UTC; "
+                f"delete {options.data_dir} and enrol again with a new join token"
+            )
+            raise AgentError(msg)
         self.client = mtls_client(options.data_dir, identity.agent_url)
         self.stopping = threading.Event()
         self.cancelled = threading.Event()
@@ -179,9 +204,33 @@ class Agent:
                 response.json()["heartbeat_seconds"]
             )
 
+    def renew_if_due(self, now: datetime | None = None) -> bool:
+        """Renew once two thirds of the certificate's lifetime have passed."""
+        start, end = certificate_window(self.options.data_dir)
+        if (now or datetime.now(UTC)) < start + (end - start) * 2 / 3:
+            return False
+        self.renew_certificate()
+        return True
+
+    def renew_certificate(self) -> None:
+        """A new key and certificate; the old certificate stops working when this returns."""
+        key_pem, csr_pem = generate_agent_key_and_csr(self.identity.name)
+        response = self._post("/agent/v1/certificate", {"csr": csr_pem})
+        if response is None or response.status_code != 200:
+            log.warning("certificate renewal failed; retrying at the next heartbeat")
+            return
+        folder = self.options.data_dir
+        _write_private(folder / f"{KEY_FILE}.new", key_pem)
+        (folder / f"{CERT_FILE}.new").write_text(response.json()["certificate"])
+        finish_interrupted_renewal(folder)
+        old, self.client = self.client, mtls_client(folder, self.identity.agent_url)
+        log.info("certificate renewed (serial %s)", response.json()["serial"])
+        old.close()
+
     def heartbeat_loop(self) -> None:
         while not self.stopping.is_set():
             try:
+                self.renew_if_due()
                 self.heartbeat_once()
             except AgentError as exc:
                 self.fatal = str(exc)
@@ -263,12 +312,17 @@ class Agent:
         headers: dict[str, str] | None = None,
     ) -> httpx.Response | None:
         """POST over mTLS; None when the server is unreachable (callers retry)."""
+        client = self.client
         try:
-            response = self.client.post(path, json=payload, timeout=timeout, headers=headers)
-        except httpx.HTTPError as exc:
+            response = client.post(path, json=payload, timeout=timeout, headers=headers)
+        except (httpx.HTTPError, RuntimeError) as exc:  # RuntimeError: closed by a renewal
+            if client is not self.client:
+                return self._post(path, payload, timeout, headers)
             log.warning("agent listener unreachable: %s", type(exc).__name__)
             self.stopping.wait(1)
             return None
+        if response.status_code == 401 and client is not self.client:
+            return self._post(path, payload, timeout, headers)  # renewed meanwhile: retry
         if response.status_code in (401, 403):
             msg = f"the control plane refused this agent: {_detail(response)}"
             raise AgentError(msg)

@@ -27,7 +27,7 @@ from stella.api.mtls import mtls_server_config, peer_certificate
 from stella.api.problems import install_problem_handlers
 from stella.bootstrap import Container
 from stella.domain.deployments import Agent, DeploymentOutcome, ObservedContainer
-from stella.domain.errors import ConfigurationError, Unauthenticated
+from stella.domain.errors import ConfigurationError, Unauthenticated, ValidationFailed
 from stella.services import agents, deployments
 from stella.services.specs import Spec
 
@@ -54,6 +54,15 @@ class TaskOut(BaseModel):
     task_token: str
     task: dict[str, Any]
     correlation_id: str | None
+
+
+class RenewSpec(Spec):
+    csr: str = Field(min_length=1, max_length=20_000, description="PEM request for a new key")
+
+
+class CertificateOut(BaseModel):
+    certificate: str
+    serial: str
 
 
 class ResultSpec(Spec):
@@ -107,6 +116,22 @@ def create_agent_app(container: Container) -> FastAPI:
             state=updated.state,
             heartbeat_seconds=container.agent_settings.heartbeat_seconds,
         )
+
+    @app.post(f"{AGENT_PREFIX}/certificate")
+    def renew(agent: AgentDep, spec: RenewSpec) -> CertificateOut:
+        """Before its certificate expires an agent trades a new key's CSR for a new one."""
+        try:
+            issued = agents.renew_certificate(
+                container.uow,
+                container.agent_ca,
+                container.agent_settings,
+                container.clock,
+                agent,
+                spec.csr,
+            )
+        except CertificateRejected as exc:
+            raise ValidationFailed.single("csr", str(exc)) from None
+        return CertificateOut(certificate=issued.cert_pem, serial=issued.serial)
 
     @app.post(f"{AGENT_PREFIX}/tasks/next", response_model=None)
     async def next_task(

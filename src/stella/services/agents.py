@@ -221,6 +221,37 @@ def _audit_system(
     record(uow, system, action, "agent", agent.id, details)
 
 
+def renew_certificate(
+    uow_factory: UnitOfWorkFactory,
+    ca: CertificateAuthority,
+    settings: AgentSettings,
+    clock: Clock,
+    agent: Agent,
+    csr_pem: str,
+) -> IssuedCertificateLike:
+    """A fresh certificate for a new key; the one it replaces stops working at once."""
+    now = clock()
+    issued = ca.issue_client_certificate(csr_pem, agent.id, settings.certificate_validity)
+    with uow_factory() as uow:
+        uow.agents.heartbeat(
+            agent,
+            {
+                "cert_serial": issued.serial,
+                "cert_fingerprint": issued.fingerprint,
+                "updated_at": now,
+            },
+        )
+        _audit_system(
+            uow,
+            agent,
+            "agent.certificate_renewed",
+            {"previous_serial": agent.cert_serial, "serial": issued.serial},
+            now,
+        )
+        uow.commit()
+    return issued
+
+
 def authenticate(uow_factory: UnitOfWorkFactory, agent_id: uuid.UUID, serial: str) -> Agent:
     """The agent a verified client certificate belongs to; revoked or replaced ones fail."""
     with uow_factory(read_only=True) as uow:
