@@ -79,7 +79,7 @@ def test_an_expired_certificate_stops_the_agent_with_the_way_out(live, tmp_path)
     identity = enrol_if_needed(options)
     expired = _expired_certificate(live, options, identity.agent_id)
     (options.data_dir / CERT_FILE).write_text(expired)
-    with pytest.raises(AgentError, match="expired .* enrol again"):
+    with pytest.raises(AgentError, match=r"expired .* enrol again"):
         Agent(options, identity)
 
 
