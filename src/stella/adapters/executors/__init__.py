@@ -12,16 +12,14 @@ deployment; it returns a failed `DeploymentOutcome`.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from stella.adapters.executors.compose import ComposeExecutor
 from stella.adapters.executors.docker_host import DockerExecutor
 from stella.adapters.executors.errors import ExecutorError, TargetUnreachable
 from stella.adapters.executors.lockfile import render_compose_lockfile
 from stella.adapters.executors.ssh import SshExecutor
-from stella.domain.deployments import DeploymentOutcome, DeploymentTask, ObservedContainer
+from stella.services.deployment_ports import TaskExecutor
 
 __all__ = [
     "ComposeExecutor",
@@ -35,18 +33,8 @@ __all__ = [
 ]
 
 
-class Executor(Protocol):
-    def deploy(
-        self,
-        task: DeploymentTask,
-        log: Callable[[str], None],
-        cancelled: threading.Event,
-        resolve_secret: Callable[[str], str],
-    ) -> DeploymentOutcome: ...
-
-    def inventory(self) -> list[ObservedContainer]:
-        """Every container on the engine, in all states."""
-        ...
+# the port the services define; every executor here implements it
+Executor = TaskExecutor
 
 
 def executor_for(task_or_target_type: str, docker_host: str | None, **kwargs: Any) -> Executor:

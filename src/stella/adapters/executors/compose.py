@@ -24,16 +24,16 @@ import requests
 from docker.errors import DockerException, NotFound
 from docker.models.containers import Container
 
+from stella.adapters.executors.base import EngineExecutor
 from stella.adapters.executors.compose_cli import ComposeCli, detect_compose, process_env
 from stella.adapters.executors.engine import (
     check_pinned,
     explain,
-    inventory,
     open_client,
     served_digest,
     verify_image,
 )
-from stella.adapters.executors.errors import DeploymentFailed, TargetUnreachable
+from stella.adapters.executors.errors import DeploymentFailed
 from stella.adapters.executors.health import HttpGet, direct_http_get, wait_healthy
 from stella.adapters.executors.journal import Deadline, Journal
 from stella.adapters.executors.lockfile import lockfile_references, lockfile_services
@@ -41,9 +41,7 @@ from stella.adapters.executors.secret_env import resolve_reference
 from stella.adapters.executors.sticker import LocalStickerWriter, StickerWriter
 from stella.domain.deployments import (
     ContainerSpec,
-    DeploymentOutcome,
     DeploymentTask,
-    ObservedContainer,
 )
 
 LOCKFILE_NAME = "docker-compose.yml"
@@ -54,7 +52,7 @@ SERVICE_LABEL = "com.docker.compose.service"
 _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
-class ComposeExecutor:
+class ComposeExecutor(EngineExecutor):
     """Runs deployment tasks as compose projects on the engine at `docker_host`."""
 
     def __init__(
@@ -73,30 +71,8 @@ class ComposeExecutor:
         self.http_get = http_get
         self.compose_command = compose_command
 
-    def inventory(self) -> list[ObservedContainer]:
-        return inventory(self.docker_host)
-
-    def deploy(
-        self,
-        task: DeploymentTask,
-        log: Callable[[str], None],
-        cancelled: threading.Event,
-        resolve_secret: Callable[[str], str],
-    ) -> DeploymentOutcome:
-        journal = Journal(log)
-        deadline = Deadline(task.timeout_seconds, cancelled)
-        journal(
-            f"deploying {task.release_name} {task.release_version} to {task.target_name} as "
-            f"compose project {task.project}, job {task.job_id}, "
-            f"engine {self.docker_host or 'from DOCKER_HOST'}"
-        )
-        try:
-            deployed = self._deploy(task, journal, deadline, resolve_secret)
-        except DeploymentFailed as exc:
-            return journal.outcome({}, str(exc))
-        except TargetUnreachable as exc:
-            return journal.outcome({}, exc.detail)
-        return journal.outcome(deployed)
+    def describe(self, task: DeploymentTask) -> str:
+        return f" as compose project {task.project}"
 
     def _deploy(
         self,

@@ -12,7 +12,6 @@ Order of work, chosen so that a failure leaves the target as it was:
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +22,15 @@ import requests
 from docker.errors import DockerException
 from docker.models.containers import Container
 
+from stella.adapters.executors.base import EngineExecutor
 from stella.adapters.executors.engine import (
     explain,
     find_container,
-    inventory,
     open_client,
     pull_by_digest,
     verify_image,
 )
-from stella.adapters.executors.errors import DeploymentFailed, TargetUnreachable
+from stella.adapters.executors.errors import DeploymentFailed
 from stella.adapters.executors.health import (
     HttpGet,
     direct_http_get,
@@ -43,9 +42,7 @@ from stella.adapters.executors.secret_env import resolve_environment
 from stella.adapters.executors.sticker import LocalStickerWriter, StickerWriter
 from stella.domain.deployments import (
     ContainerSpec,
-    DeploymentOutcome,
     DeploymentTask,
-    ObservedContainer,
 )
 
 PREVIOUS_SUFFIX = ".stella-previous"
@@ -62,7 +59,7 @@ class _Swap:
     new: Container | None = None
 
 
-class DockerExecutor:
+class DockerExecutor(EngineExecutor):
     """Runs deployment tasks against the Docker engine at `docker_host` (None: DOCKER_HOST)."""
 
     def __init__(
@@ -77,30 +74,8 @@ class DockerExecutor:
         self.write_sticker = write_sticker or LocalStickerWriter(sticker_root)
         self.http_get = http_get
 
-    def inventory(self) -> list[ObservedContainer]:
-        return inventory(self.docker_host)
-
-    def deploy(
-        self,
-        task: DeploymentTask,
-        log: Callable[[str], None],
-        cancelled: threading.Event,
-        resolve_secret: Callable[[str], str],
-    ) -> DeploymentOutcome:
-        journal = Journal(log)
-        deadline = Deadline(task.timeout_seconds, cancelled)
-        journal(
-            f"deploying {task.release_name} {task.release_version} to {task.target_name}: "
-            f"{len(task.containers)} container(s), job {task.job_id}, "
-            f"engine {self.docker_host or 'from DOCKER_HOST'}"
-        )
-        try:
-            deployed = self._deploy(task, journal, deadline, resolve_secret)
-        except DeploymentFailed as exc:
-            return journal.outcome({}, str(exc))
-        except TargetUnreachable as exc:
-            return journal.outcome({}, exc.detail)
-        return journal.outcome(deployed)
+    def describe(self, task: DeploymentTask) -> str:
+        return f": {len(task.containers)} container(s)"
 
     def _deploy(
         self,
