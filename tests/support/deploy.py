@@ -25,7 +25,8 @@ SSH_KEY = os.environ.get("TESTENV_SSH_KEY", "/tmp/stella-testenv/ssh/client_ed25
 SSH_KNOWN_HOSTS = os.environ.get("TESTENV_SSH_KNOWN_HOSTS", "/tmp/stella-testenv/ssh/known_hosts")
 SSH_PORT = int(os.environ.get("TESTENV_SSH_PORT", "2222"))
 FAST = {
-    "STELLA_AGENT_HEARTBEAT_SECONDS": "1",
+    # 3 missed heartbeats = offline: 6 s keeps fault tests quick and a loaded machine calm
+    "STELLA_AGENT_HEARTBEAT_SECONDS": "2",
     "STELLA_WORKER_POLL_SECONDS": "0.1",
     "STELLA_WORKER_LEASE_SECONDS": "5",
     "STELLA_DRIFT_INTERVAL_SECONDS": "2",
