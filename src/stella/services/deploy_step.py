@@ -10,7 +10,6 @@ idempotency key and keeps waiting for them instead of deploying twice.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -204,7 +203,6 @@ class DeployStep:
     def _wait(
         self, batch: str, environment: Environment, context: StepContext
     ) -> BatchStatus | None:
-        stop = threading.Event()
         while True:
             with self.services.uow() as uow:
                 status = advance_batch(uow, batch, environment.deployment, self.services.clock())
@@ -224,7 +222,7 @@ class DeployStep:
                 late = [j for j in jobs if j.state is not JobState.SUCCEEDED]
                 return BatchStatus(jobs, True, late, ok)
             if any(j.executor == "worker" and j.state is JobState.PENDING for j in status.jobs):
-                run_agentless(self.services, batch, stop)
+                run_agentless(self.services, batch, context.cancelled)
                 continue
             context.cancelled.wait(POLL_SECONDS)
 

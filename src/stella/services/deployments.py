@@ -515,16 +515,20 @@ def _execute_with_lease(
     task: DeploymentTask,
     cancelled: threading.Event,
 ) -> DeploymentOutcome:
-    """Run an agentless task while renewing the job's lease, so a dead worker is noticed."""
+    """Run an agentless task while renewing the job's lease, so a dead worker is noticed.
+
+    The executor gets its own stop signal: set when the step is cancelled or the task times out
+    (a timeout must not look like a cancellation to the step)."""
     if services.agentless is None:
         return DeploymentOutcome(False, "this worker cannot run SSH deployments", [], {}, {})
     lines: list[str] = []
     result: list[DeploymentOutcome] = []
+    abort = threading.Event()
 
     def run() -> None:
         try:
             executor = services.agentless(task.connection)  # type: ignore[misc]
-            result.append(executor.deploy(task, lines.append, cancelled, services.resolve_secret))
+            result.append(executor.deploy(task, lines.append, abort, services.resolve_secret))
         except Exception as exc:  # noqa: BLE001 - any executor failure is the job's failure
             result.append(DeploymentOutcome(False, f"{type(exc).__name__}: {exc}", lines, {}, {}))
 
@@ -532,12 +536,14 @@ def _execute_with_lease(
     thread.start()
     deadline = time.monotonic() + task.timeout_seconds
     while thread.is_alive() and time.monotonic() < deadline:
-        thread.join(timeout=WORKER_LEASE.total_seconds() / 3)
+        thread.join(timeout=WORKER_LEASE.total_seconds() / 3 if not cancelled.is_set() else 1)
+        if cancelled.is_set():
+            abort.set()  # the executor stops at its next safe point and restores what it changed
         with services.uow() as uow:
             uow.jobs.set(job.id, lease_expires_at=services.clock() + WORKER_LEASE)
             uow.commit()
     if thread.is_alive():
-        cancelled.set()
+        abort.set()
         thread.join(timeout=10)
         return DeploymentOutcome(False, f"timed out after {task.timeout_seconds:g}s", lines, {}, {})
     return result[0]
