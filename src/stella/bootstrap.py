@@ -95,8 +95,8 @@ class Container:
         return Worker(
             engine,
             settings,
+            every_poll=[lambda: settle_deployments(promotions, clock)],
             periodic=[
-                lambda: settle_deployments(promotions, clock),
                 lambda: agents.sweep(self.uow, clock, self.agent_settings, started),
                 self.record_agents,
                 lambda: deployments.requeue_overdue_worker_jobs(self.uow, clock),

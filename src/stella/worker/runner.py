@@ -169,11 +169,14 @@ class Worker:
         breaker: CircuitBreaker | None = None,
         periodic: list[Callable[[], object]] | None = None,
         metrics: Metrics | None = None,
+        every_poll: list[Callable[[], object]] | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.breaker = breaker or CircuitBreaker()
         self.periodic = periodic or []  # housekeeping, run with the overdue-step recovery
+        # cheap follow-ups someone waits for (a finished run settles its promotion)
+        self.every_poll = every_poll or []
         self.metrics = metrics or NoMetrics()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -198,6 +201,8 @@ class Worker:
                     for task in self.periodic:
                         self._safely(task)
                     next_recovery = time.monotonic() + self.settings.recover_every_seconds
+                for task in self.every_poll:
+                    self._safely(task)
                 claimed_any = self._claim_into(pool)
                 self._active = {f: e for f, e in self._active.items() if not f.done()}
                 if not claimed_any:

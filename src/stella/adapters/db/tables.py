@@ -354,6 +354,7 @@ promotions = Table(
     Index(None, "tenant_id", "id"),
     Index(None, "tenant_id", "target_environment_id", "state", "id"),
     Index(None, "tenant_id", "release_id", "target_environment_id"),
+    Index(None, "state"),  # workers look for `deploying` promotions on every poll
 )
 
 promotion_events = Table(

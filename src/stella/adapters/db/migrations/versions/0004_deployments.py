@@ -39,6 +39,8 @@ def upgrade() -> None:
         schema=schema,
     )
     op.add_column("promotions", sa.Column("rollback_of", sa.Uuid, nullable=True), schema=schema)
+    # workers look for `deploying` promotions on every poll
+    op.create_index("ix_promotions_state", "promotions", ["state"], schema=schema)
     op.create_table(
         "agents",
         sa.Column("id", sa.Uuid, primary_key=True),
