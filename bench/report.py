@@ -1,5 +1,9 @@
 """Write docs/benchmarks.md from the raw results in bench/results/ (create.json, list.json,
-workflows.json, gates.json).
+workflows.json, gates.json, deployments.json).
+
+A benchmark whose raw results are missing keeps its section (and its conclusions) as the
+previous docs/benchmarks.md has them, marked as kept, so that one benchmark can be run and
+reported alone.
 
 Run: .venv/bin/python -m bench.report (from the repository root; `make bench` does).
 """
@@ -9,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 from pathlib import Path
@@ -614,6 +619,555 @@ def workflow_conclusions(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _sec(figures: dict[str, Any] | None, key: str = "p50") -> str:
+    value = (figures or {}).get(key)
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _settings(settings: dict[str, str]) -> str:
+    return ", ".join(f"`{k}={v}`" for k, v in settings.items()) or "product defaults"
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _commits(doc: dict[str, Any]) -> str:
+    """`commit X`, or which parts were measured on which commit after partial runs."""
+    parts = doc.get("parts") or {}
+    by_commit: dict[str, list[str]] = {}
+    for part, entry in parts.items():
+        by_commit.setdefault(str(entry.get("commit")), []).append(part)
+    if len(by_commit) <= 1:
+        return f"commit `{doc.get('commit', 'unknown')}`"
+    return "; ".join(f"commit `{c}` ({', '.join(p)})" for c, p in by_commit.items())
+
+
+BREAKDOWN_LABELS = {
+    "request_gates_and_run_start": "`POST /promotions`: gates, workflow run started",
+    "worker_claims_deploy_step": "worker claims the deploy step (worker poll)",
+    "deploy_step_creates_job": "deploy step renders the task, creates the job",
+    "agent_claims_job": "agent's long poll claims the job (listener polls the database)",
+    "agent_pull": "agent: pull by digest",
+    "agent_verify": "agent: verify RepoDigests",
+    "agent_start_container": "agent: create and start the container",
+    "agent_health": "agent: health check answers",
+    "agent_other": "agent: task hand-over and result delivery",
+    "deploy_step_sees_result": "deploy step sees the result (its poll)",
+    "run_finishes": "step result → run finished",
+    "promotion_settled": "run finished → promotion `deployed` (worker housekeeping)",
+    "client_sees_deployed": "benchmark sees `deployed` (its 20 ms poll)",
+}
+
+
+def deployments_section(doc: dict[str, Any]) -> list[str]:
+    constants = doc.get("agent_constants", {})
+    lines = [
+        "## Deployments",
+        "",
+        "Real processes against the test Docker engine (a private `dockerd`, "
+        f"{doc.get('docker_engine', '?')}) and the loopback registry: `stella server` (API, "
+        "embedded worker, mutual-TLS agent listener) on a fresh migrated database and "
+        "`stella agent run` processes enrolled with join tokens. The image is a busybox "
+        f"`httpd` (from `{doc.get('base_image', '?')}`) serving one page, pushed once; "
+        "releases pin it by digest; containers run with `--network host --init`. Source "
+        f"measured: {_commits(doc)}. Server, worker, agents, Docker, "
+        f"the registry, PostgreSQL and the benchmark share {doc.get('logical_cpus', '?')} "
+        "logical CPUs.",
+        "",
+    ]
+    if doc["overhead"]:
+        first = doc["overhead"][0]
+        lines += [
+            "### Orchestration overhead: one container, promotion to `deployed`",
+            "",
+            'One environment with gates `["previous_environment"]` (the first environment: the '
+            "gate passes), one `docker_host` target, one agent with `--heartbeat "
+            "1`. *Stella*: a new release (same digest) per iteration, `POST /promotions`, then "
+            f"`GET` the promotion every {doc['client_poll_seconds'] * 1000:.0f} ms until it is "
+            "`deployed` (the component's health check, `GET /` every "
+            f"{constants.get('component_health_interval', '?')}, is part of the deployment). "
+            "*docker CLI*: `docker pull repo@digest`, `docker run -d --init --network host`, "
+            f"then `GET /` every {doc['client_poll_seconds'] * 1000:.0f} ms until 200. *Ansible*: "
+            "`ansible-playbook` with one `community.docker.docker_container` task (same image "
+            "by digest, `network_mode: host`, `init: true`, `pull: missing`), then the same "
+            "`GET` loop. Before every deployment the container is removed and the image "
+            "deleted with `docker rmi`, so **all three pull** the image (the busybox base "
+            "layer stays in the engine as the base image; the pull fetches the manifest, the "
+            "config and the one-file top layer). The methods alternate (rotating order), "
+            f"{first['iterations']} measured deployments each after one unmeasured; seconds.",
+            "",
+            "| Database | Server settings | Method | p50 (s) | p90 (s) | min (s) | max (s) "
+            "| Failed |",
+            "|---|---|---|---:|---:|---:|---:|---:|",
+        ]
+        names = {"stella": "Stella (promotion)", "direct": "docker CLI", "ansible": "Ansible"}
+        for r in doc["overhead"]:
+            for method, label in names.items():
+                m = r["methods"].get(method)
+                if m is None:
+                    continue
+                fig = m["seconds"]
+                lines.append(
+                    f"| {r['database']} | {r['profile']}: {_settings(r['server_settings'])} "
+                    f"| {label} | {_sec(fig)} | {_sec(fig, 'p90')} | {_sec(fig, 'min')} "
+                    f"| {_sec(fig, 'max')} | {m.get('failed', 0)} |"
+                )
+        lines += [
+            "",
+            "| Database | Server settings | Overhead p50 (s) | Overhead p90 (s) "
+            "| Paired p50 (s) | < 10 s (spec) | < 0.5 s (ours) | Ansible - docker CLI p50 (s) |",
+            "|---|---|---:|---:|---:|---|---|---:|",
+        ]
+        for r in doc["overhead"]:
+            o = r["overhead_seconds"]
+            lines.append(
+                f"| {r['database']} | {r['profile']} | {o['p50']:.2f} | {o['p90']:.2f} "
+                f"| {o['paired_p50']:.2f} | {'yes' if r['target']['spec_met'] else '**no**'} "
+                f"| {'yes' if r['target']['ours_met'] else '**no**'} "
+                f"| {_sec(r.get('ansible_minus_direct_seconds'))} |"
+            )
+        lines += [
+            "",
+            "*Overhead* = Stella minus docker CLI (p50 of each, p90 of each); *paired* = the "
+            "median of the per-iteration differences.",
+        ]
+        ansible = doc.get("ansible") or {}
+        if ansible.get("versions"):
+            v = ansible["versions"]
+            lines += [
+                "",
+                f"Ansible: `ansible=={v.get('ansible')}` (ansible-core {v.get('ansible-core')}, "
+                f"community.docker {v.get('community.docker')} as bundled), pinned in "
+                "`bench/requirements-ansible.txt` and installed by the benchmark into its own "
+                f"venv (`{ansible.get('venv')}`), `ansible-playbook -i localhost, ` with a local "
+                "connection; its time includes starting `ansible-playbook` (Python, the "
+                "collection, the module run).",
+            ]
+        elif ansible.get("not_measured"):
+            lines += ["", f"Ansible: not measured: {ansible['not_measured']}."]
+        lines += [
+            "",
+            "#### Where the time goes (p50 of each segment, seconds)",
+            "",
+            "From the records on one machine clock: the promotion's events, the workflow run "
+            "and its step, the deployment job (created, claimed, finished) and the agent's "
+            "own phase timings. Fixed intervals in the code: the agent listener checks for a "
+            f"job every {constants.get('listener_long_poll_db_poll_seconds', '?')} s while an "
+            "agent long-polls; the deploy step checks its jobs every "
+            f"{constants.get('deploy_step_poll_seconds', '?')} s; the worker moves a finished "
+            "run's promotion to `deployed` in its housekeeping, every lease / 2 "
+            "(clamped to 0.2-5 s).",
+            "",
+            "| Segment | "
+            + " | ".join(f"{r['database']}, {r['profile']}" for r in doc["overhead"])
+            + " |",
+            "|---|" + "---:|" * len(doc["overhead"]),
+        ]
+        for key, label in BREAKDOWN_LABELS.items():
+            values = []
+            for r in doc["overhead"]:
+                value = r["methods"]["stella"].get("breakdown_p50", {}).get(key)
+                values.append("-" if value is None else f"{value:.3f}")
+            lines.append(f"| {label} | " + " | ".join(values) + " |")
+        lost = [
+            f"{r['database']} {r['profile']}"
+            for r in doc["overhead"]
+            if any(
+                max(x.get("step_attempts") or [1]) > 1 for x in r["methods"]["stella"]["samples"]
+            )
+        ]
+        if lost:
+            lines += [
+                "",
+                f"In {', '.join(lost)} a deploy step ran more than once (its lease was lost).",
+            ]
+        lines.append("")
+    if doc["fanout"]:
+        lines += [
+            f"### Fan-out: one release to {doc['fanout'][0]['rows'][0]['targets']} targets",
+            "",
+            "One environment of docker_host targets (each its own container name prefix and "
+            "`PORT`), parallelism = targets, one promotion; wall time from `POST /promotions` "
+            "to `deployed`. Before each run all containers are removed and the image deleted. "
+            "An agent runs one task at a time. Server: "
+            f"{_settings(doc['fanout'][0]['server_settings'])}; agents heartbeat every 30 s.",
+            "",
+            "| Database | Agents | Runs | Wall p50 (s) | Wall per run (s) | Job claimed → "
+            "finished p50 (s) | Job waited for an agent p50 / max (s) | Jobs per agent |",
+            "|---|---:|---:|---:|---|---:|---:|---|",
+        ]
+        for r in doc["fanout"]:
+            for row in r["rows"]:
+                runs = row["runs"]
+                lines.append(
+                    f"| {r['database']} | {row['agents']} | {row['deployed_runs']} of "
+                    f"{row['repeats']} deployed | {_sec(row['seconds'])} "
+                    f"| {', '.join(format(x['seconds'], '.2f') for x in runs)} "
+                    f"| {_sec(runs[-1]['job_claimed_to_finished_s'])} "
+                    f"| {_sec(runs[-1]['job_created_to_claimed_s'])} / "
+                    f"{_sec(runs[-1]['job_created_to_claimed_s'], 'max')} "
+                    f"| {'/'.join(str(n) for n in runs[-1]['jobs_per_agent'])} |"
+                )
+        lines += ["", "(Job columns: the last run of the row.)", ""]
+    for r in doc["many"]:
+        run = r["runs"][0]
+        lines += [
+            f"### {r['targets']} deployments at once on one control-plane node",
+            "",
+            f"{r['shape']} (chosen over 100 environments of one target: an agent is enrolled "
+            f"for one environment, and 100 agent processes do not fit this machine), "
+            f"{r['agents']} agents, server {_settings(r['server_settings'])}; the benchmark "
+            f"gives up after {r['budget_seconds']:.0f} s. *Per deployment*: from "
+            "`POST /promotions` to the job's result; *waited*: job created → claimed by an "
+            "agent; *ran*: claimed → result.",
+            "",
+            "| Database | State | Wall (s) | Jobs succeeded | Per deployment p50 / p99 (s) "
+            "| Waited p50 / p99 (s) | Ran p50 / p99 (s) | Jobs per agent |",
+            "|---|---|---:|---:|---:|---:|---:|---|",
+            f"| {r['database']} | {run['state']}{' (gave up)' if run['gave_up'] else ''} "
+            f"| {run['seconds']:.2f} | {run['succeeded']} of {run['jobs']} "
+            f"| {_sec(run['post_to_job_finished_s'])} / "
+            f"{_sec(run['post_to_job_finished_s'], 'p99')} "
+            f"| {_sec(run['job_created_to_claimed_s'])} / "
+            f"{_sec(run['job_created_to_claimed_s'], 'p99')} "
+            f"| {_sec(run['job_claimed_to_finished_s'])} / "
+            f"{_sec(run['job_claimed_to_finished_s'], 'p99')} "
+            f"| {'/'.join(str(n) for n in run['jobs_per_agent'])} |",
+            "",
+        ]
+        if run.get("run_error"):
+            lines += [f"Run error: {run['run_error'][:300]}", ""]
+    if doc["heartbeats"]:
+        lines += heartbeat_section(doc["heartbeats"])
+    if doc.get("not_measured"):
+        lines += ["Not measured: " + "; ".join(doc["not_measured"]) + ".", ""]
+    return lines
+
+
+def heartbeat_section(rows: list[dict[str, Any]]) -> list[str]:
+    first = rows[0]
+    setup = first["setup"]
+    hb = first["heartbeats"]
+    lines = [
+        f"### Control-plane cost of {setup['agents']:,} agents heartbeating every 30 s",
+        "",
+        f"{setup['agents']:,} agents in {setup['environments']} environments "
+        f"({setup['targets_per_environment']} agents per environment, each pinned to its own "
+        "docker_host target), inserted through the repositories, each with its own "
+        "certificate from the server's agent CA. A separate client process (asyncio) sends "
+        "their heartbeats (with a one-container inventory) over mutual TLS on an open-loop "
+        f"schedule, one new TLS connection per heartbeat (a real agent beats every 30 s and "
+        "uvicorn closes idle connections after 5 s), at most "
+        f"{hb['in_flight_limit']} at a time; a heartbeat that finds {hb['in_flight_limit'] * 20} "
+        "waiting is dropped by the client (*failed* counts those and timeouts); *waited in the "
+        "client* is from a heartbeat's scheduled time until it got a connection slot, "
+        "*latency* from opening the connection to the answer. CPU is utime + stime of the "
+        "`stella server` process (API, worker and listener threads; SQLite runs inside it) "
+        "and, on PostgreSQL, of the backends serving the database (sampled every 0.25 s), "
+        "from /proc over the measured window; 100% = one core. When the client starts, every "
+        "agent's last heartbeat is set to that moment; *not heard from* counts the agents "
+        "with no heartbeat recorded from then until the phase ended (about 100 s: they go "
+        "offline 90 s after their last one), *offline* those the server's sweep had declared "
+        "offline by then. "
+        f"Server settings: {_settings(first['server_settings'])}.",
+        "",
+        "| Database | Load | Scheduled /s | Answered /s | Failed | Waited in the client p50 (ms) "
+        "| Latency p50 / p99 (ms) "
+        "| Server CPU (% of a core) | PostgreSQL CPU | Server CPU ms / heartbeat (net of idle) "
+        "| Agents not heard from / offline |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        for key, label in (
+            ("heartbeats", f"all {r['setup']['agents']:,} agents"),
+            ("low_rate", f"{r['setup']['agents'] // r['low_rate']['divisor']:,} agents"),
+        ):
+            x = r[key]
+            failed = sum(x["errors"].values()) + x["dropped_client_backlog"]
+            pg = x.get("postgres_cpu_percent_of_one_core")
+            offline = (
+                _count(x["agent_states_after"].get("offline", 0)) if key == "heartbeats" else "-"
+            )
+            lines.append(
+                f"| {r['database']} | {label}, {x['window_seconds']:.0f} s "
+                f"| {x['rate_per_second']:.0f} | {x['achieved_per_second']:.1f} | {failed:,} "
+                f"| {_ms(x['start_lateness_ms'].get('p50'))} "
+                f"| {_ms(x['latency_ms'].get('p50'))} / {_ms(x['latency_ms'].get('p99'))} "
+                f"| {x['server_cpu_percent_of_one_core']:.0f}% "
+                f"| {'-' if pg is None else f'{pg:.0f}%'} "
+                f"| {_ms(x.get('server_cpu_ms_per_heartbeat'))} "
+                f"({_ms(x.get('server_cpu_ms_per_heartbeat_net_of_idle'))}) "
+                f"| {_count(x.get('agents_without_an_answered_heartbeat'))} / {offline} |"
+            )
+    if not all(r["low_rate"].get("heartbeats_reset_at_start") for r in rows):
+        lines += [
+            "",
+            "The low-rate rows of this run include the worker's sweep declaring offline the "
+            "agents that stopped beating after the full-rate phase (thousands of state changes "
+            "and audit events in the measured window), so their CPU per heartbeat is an upper "
+            "bound and their p99 includes waiting for that transaction (on SQLite it holds the "
+            "write lock). Later runs set every agent's last heartbeat before each phase.",
+        ]
+    lines += [
+        "",
+        "Before the load, the idle server (agents enrolled, no traffic: the worker's "
+        "housekeeping only) used "
+        + ", ".join(f"{r['server_idle_cpu_percent_before']:.0f}% ({r['database']})" for r in rows)
+        + " of a core; the net column subtracts that.",
+        "",
+        f"One agent, {first['serial']['serial_keep_alive']['count']} heartbeats one after the "
+        "other, and the service calls alone (in the "
+        "benchmark process, same database, no HTTP or TLS: `authenticate` + `heartbeat`; "
+        "the CPU of the calling process, PostgreSQL's own not included), CPU ms per heartbeat:",
+        "",
+        "| Database | New TLS connection each | One kept-alive connection "
+        "| Service, 100 targets in the environment | Same, no inventory "
+        "| Service, 1 target in the environment |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        serial = r["serial"]
+        service = r["service_in_process"]
+        per_env = r["setup"]["targets_per_environment"]
+        crowded = service[f"{per_env}_targets_in_environment"]
+        bare = service[f"{per_env}_targets_in_environment_no_inventory"]
+        lines.append(
+            f"| {r['database']} "
+            f"| {_ms(serial['serial_new_connection'].get('server_cpu_ms_per_heartbeat'))} "
+            f"| {_ms(serial['serial_keep_alive'].get('server_cpu_ms_per_heartbeat'))} "
+            f"| {_ms(crowded['cpu_ms_per_call'])} | {_ms(bare['cpu_ms_per_call'])} "
+            f"| {_ms(service['1_target_in_environment']['cpu_ms_per_call'])} |"
+        )
+    lp = first["long_polls"][0]
+    lines += [
+        "",
+        "Agents that merely wait for work: each holds a long poll "
+        f"(`POST /agent/v1/tasks/next?wait={lp['wait_seconds']}`, kept-alive connection, "
+        f"no jobs), measured over {lp['window_seconds']:.0f} s. The listener looks for a job "
+        f"{lp['claim_transactions_per_second_per_agent']:g} times a second per waiting agent "
+        "(a write transaction each). The extrapolation is linear from the row; a saturated "
+        "row (near 100%) underestimates it.",
+        "",
+        "| Database | Waiting agents | Server CPU (% of a core) | PostgreSQL CPU "
+        "| Server CPU per agent (ms/s) "
+        f"| Cores for {first['setup']['agents']:,} waiting agents (extrapolated) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        for x in r["long_polls"]:
+            pg = x.get("postgres_cpu_percent_of_one_core")
+            lines.append(
+                f"| {r['database']} | {x['agents']} | {x['server_cpu_percent_of_one_core']:.0f}% "
+                f"| {'-' if pg is None else f'{pg:.0f}%'} "
+                f"| {x['server_cpu_seconds_per_agent_per_second'] * 1000:.1f} "
+                f"| {x['extrapolated_cores_for_10000_idle_agents']:.0f} |"
+            )
+    lines.append("")
+    return lines
+
+
+def deployments_conclusions(doc: dict[str, Any]) -> list[str]:
+    lines = []
+    for r in doc["overhead"]:
+        o = r["overhead_seconds"]
+        stella = r["methods"]["stella"]["seconds"]
+        direct = r["methods"]["direct"]["seconds"]
+        lines.append(
+            f"- **Deployment orchestration overhead, {r['database']}, {r['profile']} server "
+            f"settings: {o['p50']:.2f} s (p50; p90 {o['p90']:.2f} s)**: Stella "
+            f"{stella['p50']:.2f} s vs the docker CLI {direct['p50']:.2f} s. Specification "
+            f"< {r['target']['spec_seconds']:g} s: "
+            f"{'met' if r['target']['spec_met'] else 'NOT met'}; "
+            f"our target < {r['target']['ours_seconds']:g} s: "
+            f"{'met' if r['target']['ours_met'] else 'NOT met'}."
+        )
+    for r in doc["overhead"]:
+        b = r["methods"]["stella"].get("breakdown_p50", {})
+        waits = {
+            "worker poll": b.get("worker_claims_deploy_step"),
+            "listener job poll": b.get("agent_claims_job"),
+            "deploy step poll": b.get("deploy_step_sees_result"),
+            "housekeeping settle": b.get("promotion_settled"),
+        }
+        if None in waits.values():
+            continue
+        total = sum(v for v in waits.values() if v is not None)
+        lines.append(
+            f"- Where the deployment overhead goes ({r['database']}, {r['profile']}): "
+            f"{total:.2f} s (sum of p50s) is waiting for four polling loops: "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in waits.items())
+            + "."
+        )
+    if "ansible" in (doc["overhead"][0]["methods"] if doc["overhead"] else {}):
+        r = doc["overhead"][0]
+        lines.append(
+            f"- Peer figure: Ansible `docker_container` took "
+            f"{r['methods']['ansible']['seconds']['p50']:.2f} s (p50, {r['database']}) for the "
+            "same pull-and-run, most of it starting `ansible-playbook`."
+        )
+    for r in doc["fanout"]:
+        figures = ", ".join(
+            f"{row['agents']} agent(s) {_sec(row['seconds'])} s" for row in r["rows"]
+        )
+        lines.append(
+            f"- Fan-out to {r['rows'][0]['targets']} targets, {r['database']}: {figures} "
+            "(p50 wall); an agent deploys one target at a time, so the wall time follows "
+            "targets / agents."
+        )
+    for r in doc["many"]:
+        run = r["runs"][0]
+        lines.append(
+            f"- Deployments at once ({r['targets']}), {r['database']}, {r['agents']} agents: "
+            f"{run['state']} after {run['seconds']:.1f} s, per-deployment p50 "
+            f"{_sec(run['post_to_job_finished_s'])} s, p99 "
+            f"{_sec(run['post_to_job_finished_s'], 'p99')} s."
+        )
+    for r in doc["heartbeats"]:
+        hb = r["heartbeats"]
+        cores = (hb.get("server_cpu_ms_per_heartbeat_net_of_idle") or 0) * hb["rate_per_second"]
+        cores /= 1000
+        lines.append(
+            f"- **Heartbeats of {r['setup']['agents']:,} agents every 30 s, {r['database']}: "
+            f"{'sustained' if r['full_rate_met'] else 'NOT sustained'}** on one node: "
+            f"{hb['achieved_per_second']:.1f} of {hb['rate_per_second']:.0f} heartbeats/s "
+            f"answered, server CPU {hb['server_cpu_percent_of_one_core']:.0f}% of a core "
+            f"(p99 {_ms(hb['latency_ms'].get('p99'))} ms)"
+            + (
+                f", and {hb['agents_without_an_answered_heartbeat']:,} agents had no heartbeat "
+                "answered in the phase: the server declares such agents offline and hands "
+                "their running jobs to others"
+                if hb.get("agents_without_an_answered_heartbeat")
+                else ""
+            )
+            + "; an answered heartbeat cost "
+            f"{_ms(hb.get('server_cpu_ms_per_heartbeat_net_of_idle'))} ms of server CPU "
+            f"(at 1/{r['low_rate']['divisor']} of the rate: "
+            f"{_ms(r['low_rate'].get('server_cpu_ms_per_heartbeat_net_of_idle'))} ms), so "
+            f"{hb['rate_per_second']:.0f}/s need about "
+            f"{cores:.0f}-{r['cores_needed_at_full_rate_from_low_rate']:.0f} cores. Waiting "
+            "agents cost "
+            "more: "
+            f"{r['long_polls'][0]['extrapolated_cores_for_10000_idle_agents']:.0f} cores for "
+            f"{r['setup']['agents']:,} idle long polls (extrapolated from "
+            f"{r['long_polls'][0]['agents']})."
+        )
+    return lines
+
+
+# --- sections kept from the previous report ---------------------------------------------------
+
+# heading of each benchmark's section, and how its conclusion bullets begin
+SECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "create": ("## Release creation", ("- Release creation", "- For reference, a registry")),
+    "list": ("## List queries at ", ("- **Target p99 list query", "- With 4 concurrent clients")),
+    "workflows": (
+        "## Workflow engine",
+        ("- **Target scheduling overhead", "- Throughput,", "- Recovery,", "- SIGKILL"),
+    ),
+    "gates": (
+        "## Promotion gates",
+        (
+            "- **Target gate evaluation",
+            "- **Target p99 < 50 ms",
+            "- sqlite, p50:",
+            "- postgresql, p50:",
+        ),
+    ),
+    "deployments": (
+        "## Deployments",
+        (
+            "- **Deployment orchestration",
+            "- Where the deployment overhead goes",
+            "- Peer figure",
+            "- Fan-out",
+            "- Deployments at once",
+            "- **Heartbeats of",
+        ),
+    ),
+}
+
+
+def previous_report() -> dict[str, Any]:
+    """The previous docs/benchmarks.md cut into sections (by `## ` heading), its conclusion
+    bullets, its date and its Database rows."""
+    if not DOC.exists():
+        return {"sections": {}, "bullets": [], "date": None, "machine": "", "databases": []}
+    text = DOC.read_text()
+    sections: dict[str, str] = {}
+    current: list[str] | None = None
+    heading = ""
+    for line in text.splitlines():
+        if line.startswith("## "):
+            if current is not None:
+                sections[heading] = "\n".join(current).rstrip()
+            heading, current = line, [line]
+        elif current is not None:
+            current.append(line)
+    if current is not None:
+        sections[heading] = "\n".join(current).rstrip()
+    bullets: list[str] = []
+    conclusions_text = next((v for k, v in sections.items() if k == "## Conclusions"), "")
+    for line in conclusions_text.splitlines()[1:]:
+        if line.startswith("- "):
+            bullets.append(line)
+        elif line.strip() and bullets:
+            bullets[-1] += "\n" + line
+    header = text.split("\n## ", 1)[0].splitlines()  # the machine table before the sections
+    rows = [line.split("|") for line in header if line.startswith("| ") and line.count("|") == 3]
+    machine_rows = {cells[1].strip(): cells[2].strip() for cells in rows}
+    databases = [line for line in header if line.startswith("| Database |")]
+    return {
+        "sections": sections,
+        "bullets": bullets,
+        "date": machine_rows.get("Date"),
+        "machine": ", ".join(
+            machine_rows[k] for k in ("CPU", "Memory", "OS", "Python") if k in machine_rows
+        ),
+        "databases": databases,
+    }
+
+
+KEPT_NOTE = re.compile(r"^\*Kept from the previous report: measured (.+?) on (.+?); ")
+
+
+def kept_section(previous: dict[str, Any], name: str) -> tuple[list[str], str]:
+    """A missing benchmark's section as the previous report had it, marked as kept (a section
+    kept before keeps its note: the date and machine of the run that measured it), and
+    `date on machine` of that run."""
+    prefix = SECTIONS[name][0]
+    for heading, body in previous["sections"].items():
+        if not heading.startswith(prefix):
+            continue
+        head, _, rest = body.partition("\n")
+        lines = rest.splitlines()
+        first = next((line for line in lines if line.strip()), "")
+        found = KEPT_NOTE.match(first)
+        if found:
+            return [head, *lines, ""], f"{found.group(1)} on {found.group(2)}"
+        when = (
+            f"{previous['date'] or 'earlier'} on {previous['machine'] or 'the machine named there'}"
+        )
+        note = (
+            f"*Kept from the previous report: measured {when}; `bench/results/` holds no raw "
+            "results for it in this run.*"
+        )
+        return [head, "", note, *lines, ""], when
+    return [], ""
+
+
+def kept_bullets(previous: dict[str, Any], missing: list[str]) -> list[str]:
+    """The previous report's conclusion bullets of the benchmarks not run this time."""
+    kept = []
+    for bullet in previous["bullets"]:
+        owner = next(
+            (name for name, (_, starts) in SECTIONS.items() if bullet.startswith(starts)), None
+        )
+        if owner in missing:
+            kept.append(bullet)
+    return kept
+
+
 def _duration(*docs: dict[str, Any] | None) -> str:
     seconds = sum(doc["duration_seconds"] for doc in docs if doc is not None)
     return f"{seconds / 60:.1f} minutes"
@@ -621,11 +1175,36 @@ def _duration(*docs: dict[str, Any] | None) -> str:
 
 def main() -> None:
     create, lists, flows = _load("create"), _load("list"), _load("workflows")
-    gate_doc = _load("gates")
-    if create is None and lists is None and flows is None and gate_doc is None:
+    gate_doc, deploy_doc = _load("gates"), _load("deployments")
+    docs = {
+        "create": create,
+        "list": lists,
+        "workflows": flows,
+        "gates": gate_doc,
+        "deployments": deploy_doc,
+    }
+    if all(doc is None for doc in docs.values()):
         msg = f"no results in {RESULTS_DIR}; run `make bench`"
         raise SystemExit(msg)
+    previous = previous_report()
+    missing = [name for name, doc in docs.items() if doc is None]
+    found = {name: kept_section(previous, name) for name in missing}
+    kept = {name: section for name, (section, _) in found.items() if section}
+    measured: dict[str, list[str]] = {}
+    for section, when in found.values():
+        if section:
+            measured.setdefault(when, []).append(section[0].removeprefix("## "))
     info = machine()
+    databases = [
+        f"| Database | {text} |" for text in _databases(create, lists, flows, gate_doc, deploy_doc)
+    ]
+    if kept:  # the kept sections name databases this run may not have measured
+        kinds = {row.split("|")[2].split(":")[0].strip() for row in databases}
+        databases += [
+            row
+            for row in previous["databases"]
+            if row.split("|")[2].split(":")[0].strip() not in kinds
+        ]
     lines = [
         "# Benchmarks",
         "",
@@ -639,7 +1218,15 @@ def main() -> None:
         f"| Memory | {info['memory']} |",
         f"| OS | {info['os']} |",
         f"| Python | {info['python']} |",
-        *[f"| Database | {text} |" for text in _databases(create, lists, flows, gate_doc)],
+        *databases,
+    ]
+    if kept:
+        lines += [
+            f"| Kept from an earlier run | {', '.join(names)}: measured {when} "
+            "(no raw results in this run) |"
+            for when, names in measured.items()
+        ]
+    lines += [
         "",
         "## How to run",
         "",
@@ -650,8 +1237,10 @@ def main() -> None:
         "As root it starts the loopback registry (127.0.0.1:5000) and PostgreSQL "
         "(127.0.0.1:5432) when they are absent, like `make test`; otherwise it uses the ones "
         "already running. Each benchmark creates its own databases and drops them again. "
-        f"This run took {_duration(create, lists, flows, gate_doc)} (benchmarks only, "
-        "services already up).",
+        f"This run took {_duration(*docs.values())} (benchmarks only, services already up"
+        + ("; sections kept from an earlier run not counted" if kept else "")
+        + "). One benchmark alone: `.venv/bin/python -m bench.<module>` then "
+        "`.venv/bin/python -m bench.report`.",
         "",
         "Latencies are measured in the client around each complete HTTP call (httpx, keep-alive, "
         "127.0.0.1), so they include HTTP, authentication, the database and JSON. Client, "
@@ -662,15 +1251,23 @@ def main() -> None:
         "and treat single-digit differences between runs as noise.",
         "",
     ]
-    if create is not None:
-        lines += creation_section(create)
-    if lists is not None:
-        lines += list_section(lists)
-    if flows is not None:
-        lines += workflow_section(flows)
-    if gate_doc is not None:
-        lines += gates_section(gate_doc)
-    lines += conclusions(create, lists, flows, gate_doc)
+    writers = {
+        "create": creation_section,
+        "list": list_section,
+        "workflows": workflow_section,
+        "gates": gates_section,
+        "deployments": deployments_section,
+    }
+    for name, doc in docs.items():
+        if doc is not None:
+            lines += writers[name](doc)
+        else:
+            lines += kept.get(name, [])
+    lines += conclusions(create, lists, flows, gate_doc)[:-1]
+    lines += kept_bullets(previous, missing)
+    if deploy_doc is not None:
+        lines += deployments_conclusions(deploy_doc)
+    lines.append("")
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text("\n".join(lines).rstrip() + "\n")
     print(f"[bench] wrote {DOC.relative_to(ROOT)}")

@@ -23,4 +23,6 @@ echo "[bench] workflow engine: overhead, throughput, recovery (SQLite, PostgreSQ
 run 600 bench.bench_workflows
 echo "[bench] promotion gates: 50-rule policy, 1 client and 100 concurrent (SQLite, PostgreSQL)" >&2
 run 300 bench.bench_gates
+echo "[bench] deployments: overhead vs docker CLI and Ansible, fan-out, 100 at once, 10,000 agents' heartbeats (SQLite, PostgreSQL)" >&2
+run 2400 bench.bench_deployments
 "${PY[@]}" -m bench.report
