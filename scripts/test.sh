@@ -12,4 +12,5 @@ $BIN/ruff check src tests bench scripts
 $BIN/mypy src
 
 echo "[test] pytest" >&2
-$BIN/pytest "$@"
+# two workers: the deployment end-to-end tests wait on real engines more than they compute
+$BIN/pytest -n "${STELLA_TEST_WORKERS:-2}" "$@"

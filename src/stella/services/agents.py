@@ -41,6 +41,7 @@ from stella.services.auth import hash_token
 from stella.services.context import CallContext, record, require
 from stella.services.environments import get_environment
 from stella.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from stella.services.targets import environment_targets
 
 JOIN_TOKEN_PREFIX = "stj_"  # noqa: S105 - a recognisable prefix, not a secret
 MAX_TOKEN_TTL = timedelta(days=7)
@@ -309,10 +310,10 @@ def _servable(uow: UnitOfWork, agent: Agent) -> list[Target]:
 
     Their health follows the agent's: a target is as healthy as the engine the agent sees.
     """
-    page = uow.targets.page(agent.tenant_id, PageRequest(limit=500), agent.environment_id)
+    targets = environment_targets(uow, agent.tenant_id, agent.environment_id)
     return [
         t
-        for t in page.items
+        for t in targets
         if t.agent_id == agent.id
         or (t.agent_id is None and CAPABILITY_FOR_TARGET.get(str(t.type)) in agent.capabilities)
     ]
@@ -321,8 +322,8 @@ def _servable(uow: UnitOfWork, agent: Agent) -> list[Target]:
 def served_targets(uow: UnitOfWork, agent: Agent) -> list[uuid.UUID]:
     """Targets pinned to the agent, plus unpinned ones it deployed last."""
     served = []
-    page = uow.targets.page(agent.tenant_id, PageRequest(limit=500), agent.environment_id)
-    for target in page.items:
+    targets = environment_targets(uow, agent.tenant_id, agent.environment_id)
+    for target in targets:
         if target.agent_id == agent.id:
             served.append(target.id)
         elif target.agent_id is None and str(target.type) in {"docker_host", "compose_host"}:

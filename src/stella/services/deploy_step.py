@@ -34,6 +34,7 @@ from stella.services.deployments import (
     run_agentless,
 )
 from stella.services.steps import StepCharacteristics, StepContext, StepResult
+from stella.services.targets import environment_targets
 
 POLL_SECONDS = 0.2
 
@@ -209,6 +210,10 @@ class DeployStep:
                 uow.commit()
             if status.done:
                 return status
+            if context.cancelled.is_set() and not self._run_cancelled(context):
+                # the worker lost its lease (it stalled): another worker re-executes this
+                # attempt and picks the batch up where it is; cancelling it would fail that
+                return None
             if context.cancelled.is_set() or time.monotonic() > context.deadline:
                 with self.services.uow() as uow:
                     reason = "cancelled" if context.cancelled.is_set() else "step timed out"
@@ -225,6 +230,13 @@ class DeployStep:
                 run_agentless(self.services, batch, context.cancelled)
                 continue
             context.cancelled.wait(POLL_SECONDS)
+
+    def _run_cancelled(self, context: StepContext) -> bool:
+        """Whether someone cancelled the run (rather than this worker losing its lease)."""
+        tenant = _tenant_of_run(self.services, context.run_id)
+        with self.services.uow(read_only=True) as uow:
+            run = uow.runs.get_with_steps(tenant, context.run_id)
+        return run is None or run.cancel_requested
 
     def _roll_back(
         self,
@@ -329,10 +341,8 @@ def advance_batch_final(
 
 
 def _targets(uow: Any, environment: Environment) -> list[Target]:
-    from stella.domain.pagination import PageRequest
 
-    page = uow.targets.page(environment.tenant_id, PageRequest(limit=500), environment.id)
-    return list(page.items)
+    return environment_targets(uow, environment.tenant_id, environment.id)
 
 
 def _tenant_of_run(services: DeploymentServices, run_id: uuid.UUID) -> uuid.UUID:

@@ -43,12 +43,12 @@ from stella.domain.durations import parse_duration
 from stella.domain.environments import Environment
 from stella.domain.errors import Conflict, NotFound
 from stella.domain.ids import new_id
-from stella.domain.pagination import PageRequest
 from stella.domain.releases import Release
 from stella.domain.targets import Target, TargetState
 from stella.services.auth import hash_token
 from stella.services.deployment_ports import ExecutorFactory
 from stella.services.ports import Clock, SecretResolver, UnitOfWork, UnitOfWorkFactory
+from stella.services.targets import environment_targets
 
 TASK_MEDIA_TYPE = "application/vnd.stella.deployment-task.v1+json"
 LOCKFILE_MEDIA_TYPE = "application/vnd.stella.compose-lockfile.v1+yaml"
@@ -270,8 +270,11 @@ def create_batch(
     `releases_by_target` (rollbacks) deploys a different release to each target.
     """
     if targets is None:
-        page = uow.targets.page(release.tenant_id, PageRequest(limit=500), environment.id)
-        targets = [t for t in page.items if t.state is TargetState.ACTIVE]
+        targets = [
+            t
+            for t in environment_targets(uow, release.tenant_id, environment.id)
+            if t.state is TargetState.ACTIVE
+        ]
     policy = environment.deployment
     jobs = []
     for index, target in enumerate(sorted(targets, key=lambda t: t.name)):

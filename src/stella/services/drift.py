@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 from stella.domain.deployments import DriftFinding, ObservedContainer, detect_drift
-from stella.domain.pagination import PageRequest
 from stella.domain.targets import Target, TargetState
 from stella.domain.tenancy import Permission
 from stella.services.context import CallContext, require
@@ -20,6 +19,7 @@ from stella.services.deployment_ports import ExecutorFactory
 from stella.services.deployments import load_task
 from stella.services.environments import get_environment
 from stella.services.ports import Clock, UnitOfWorkFactory
+from stella.services.targets import environment_targets
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,7 @@ def check_drift(
     with uow_factory(read_only=True) as uow:
         env_id = get_environment(uow, tenant, environment).id if environment else None
         targets = [
-            t
-            for t in uow.targets.page(tenant, PageRequest(limit=500), env_id).items
-            if t.state is TargetState.ACTIVE
+            t for t in environment_targets(uow, tenant, env_id) if t.state is TargetState.ACTIVE
         ]
     if agentless is not None:
         for target in targets:

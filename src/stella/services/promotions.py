@@ -39,6 +39,7 @@ from stella.services.context import CallContext, record, require
 from stella.services.metrics import Metrics, NoMetrics
 from stella.services.ports import DecisionSigner, UnitOfWork, UnitOfWorkFactory
 from stella.services.specs import OverrideSpec, PromotionSpec, RunSpec
+from stella.services.targets import environment_targets
 
 log = logging.getLogger("stella.promotions")
 
@@ -196,7 +197,7 @@ def build_context(uow: UnitOfWork, promotion: Promotion, now: datetime) -> dict[
         {"name": c.name, "repository": c.repository, "digest": c.digest} for c in release.components
     ]
     verdicts = uow.verdicts.latest_for(tenant_id, [c["digest"] for c in components])
-    targets = uow.targets.page(tenant_id, PageRequest(limit=500), target.id).items
+    targets = environment_targets(uow, tenant_id, target.id)
     policies = []
     for name in target.policies:
         found = uow.policies.latest(tenant_id, name)
@@ -667,7 +668,7 @@ def _start_deployment(services: PromotionServices, ctx: CallContext, ref: str) -
         release = uow.releases.get(promotion.tenant_id, str(promotion.release_id))
         has_targets = target is not None and any(
             t.state is TargetState.ACTIVE
-            for t in uow.targets.page(promotion.tenant_id, PageRequest(limit=500), target.id).items
+            for t in environment_targets(uow, promotion.tenant_id, target.id)
         )
     if target is None or release is None:
         return promotion

@@ -129,3 +129,21 @@ def list_targets(
 ) -> Page[Target]:
     environment_id = get_environment(uow, tenant_id, environment).id if environment else None
     return uow.targets.page(tenant_id, page, environment_id)
+
+
+MAX_TARGET_PAGES = 200  # 100,000 targets per environment: a bound, not a limit anyone meets
+
+
+def environment_targets(
+    uow: UnitOfWork, tenant_id: uuid.UUID, environment_id: uuid.UUID | None
+) -> list[Target]:
+    """Every target (of one environment), following the pages: nothing is silently cut off."""
+    found: list[Target] = []
+    page = PageRequest(limit=500)
+    for _ in range(MAX_TARGET_PAGES):
+        batch = uow.targets.page(tenant_id, page, environment_id)
+        found.extend(batch.items)
+        if batch.next_cursor is None:
+            break
+        page = PageRequest.from_query(batch.next_cursor, 500)
+    return found

@@ -527,6 +527,7 @@ deployment_jobs = Table(
     Index(None, "tenant_id", "target_id", "id"),
     Index(None, "batch"),
     Index(None, "state", "environment_id", "capability"),
+    Index(None, "target_id", "state", "id"),  # the last successful job of a target
 )
 
 deployment_artifacts = Table(

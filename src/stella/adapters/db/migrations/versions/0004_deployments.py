@@ -111,6 +111,7 @@ def upgrade() -> None:
         sa.Index(None, "tenant_id", "target_id", "id"),
         sa.Index(None, "batch"),
         sa.Index(None, "state", "environment_id", "capability"),
+        sa.Index(None, "target_id", "state", "id"),  # the last successful job of a target
     )
     op.create_table(
         "deployment_artifacts",
