@@ -93,6 +93,8 @@ def mtls_server_config(
         ssl_ca_certs=ca_file,
         ssl_cert_reqs=ssl.CERT_REQUIRED,
         ssl_context_factory=_hardened,
+        # agents heartbeat every 30 s by default: keep their connection (and its TLS handshake)
+        timeout_keep_alive=75,
     )
 
 
