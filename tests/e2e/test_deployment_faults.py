@@ -298,7 +298,7 @@ def test_reused_join_token_fails_the_agent_command_in_one_line(database, tmp_pat
             == 201
         )
     token = live.cli("agent", "token", "create", "--env", "dev", check=True).stdout.strip()
-    first = start_agent_with(live, token, "once", tmp_path / "one")
+    first = start_agent(live, "once", "dev", tmp_path, token=token)
     try:
         second = subprocess.run(
             [
@@ -323,31 +323,8 @@ def test_reused_join_token_fails_the_agent_command_in_one_line(database, tmp_pat
         assert "join token was already used" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
     finally:
-        first.terminate()
-        first.wait(timeout=15)
+        first.stop()
         live.stop()
-
-
-def start_agent_with(live, token: str, name: str, data_dir) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [
-            STELLA,
-            "agent",
-            "run",
-            "--server",
-            live.url,
-            "--join-token",
-            token,
-            "--name",
-            name,
-            "--data-dir",
-            str(data_dir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for(lambda: agent_state(live, name) == "online", 30, f"agent {name}")
-    return process
 
 
 def _ssh_target(name: str, port: int, known_hosts: str, sticker: str) -> dict:

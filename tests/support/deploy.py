@@ -131,12 +131,18 @@ def join_token(live: LiveServer, environment: str, capabilities: str = "docker,c
 
 
 def start_agent(
-    live: LiveServer, name: str, environment: str, tmp: Path, capabilities: str = "docker,compose"
+    live: LiveServer,
+    name: str,
+    environment: str,
+    tmp: Path,
+    capabilities: str = "docker,compose",
+    token: str | None = None,
 ) -> RunningAgent:
-    """`stella agent run` enrolled for `environment`; returns once the server sees it online."""
+    """`stella agent run` enrolled for `environment` (with a new join token unless given);
+    returns once the server sees it online."""
     data_dir = tmp / f"agent-{name}"
     log = tmp / f"agent-{name}.log"
-    token = join_token(live, environment, capabilities)
+    token = token or join_token(live, environment, capabilities)
     with log.open("wb") as out:
         process = subprocess.Popen(
             [

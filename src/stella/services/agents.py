@@ -294,10 +294,12 @@ def heartbeat(
         )
         if agent.state is AgentState.OFFLINE:
             _audit_system(uow, agent, "agent.online", {"after": "offline"}, now)
-        for target in _servable(uow, agent):
+        # one read of the environment's targets serves both the health and the inventory
+        targets = environment_targets(uow, agent.tenant_id, agent.environment_id)
+        for target in _servable(targets, agent):
             uow.targets.set_health(target.id, "unhealthy" if degraded else "healthy", now)
         if inventory is not None:
-            for target_id in served_targets(uow, agent):
+            for target_id in _served(uow, targets, agent):
                 uow.observations.record(
                     agent.tenant_id, target_id, f"agent:{agent.name}", inventory, now
                 )
@@ -305,12 +307,11 @@ def heartbeat(
     return replace(agent, state=state, last_heartbeat=now, version=version, health=health)
 
 
-def _servable(uow: UnitOfWork, agent: Agent) -> list[Target]:
+def _servable(targets: list[Target], agent: Agent) -> list[Target]:
     """Targets this agent could deploy to: pinned to it, or unpinned with a capability it has.
 
     Their health follows the agent's: a target is as healthy as the engine the agent sees.
     """
-    targets = environment_targets(uow, agent.tenant_id, agent.environment_id)
     return [
         t
         for t in targets
@@ -319,10 +320,9 @@ def _servable(uow: UnitOfWork, agent: Agent) -> list[Target]:
     ]
 
 
-def served_targets(uow: UnitOfWork, agent: Agent) -> list[uuid.UUID]:
-    """Targets pinned to the agent, plus unpinned ones it deployed last."""
+def _served(uow: UnitOfWork, targets: list[Target], agent: Agent) -> list[uuid.UUID]:
+    """Targets pinned to the agent, plus unpinned ones it deployed last (their inventory)."""
     served = []
-    targets = environment_targets(uow, agent.tenant_id, agent.environment_id)
     for target in targets:
         if target.agent_id == agent.id:
             served.append(target.id)

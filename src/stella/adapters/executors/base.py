@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 from stella.adapters.executors.engine import inventory
@@ -11,7 +12,7 @@ from stella.adapters.executors.journal import Deadline, Journal
 from stella.domain.deployments import DeploymentOutcome, DeploymentTask, ObservedContainer
 
 
-class EngineExecutor:
+class EngineExecutor(ABC):
     """Runs `_deploy` under a journal (masked log lines, phase timings) and a deadline, and
     turns its expected failures into a failed outcome: `deploy` never raises for them."""
 
@@ -20,10 +21,11 @@ class EngineExecutor:
     def inventory(self) -> list[ObservedContainer]:
         return inventory(self.docker_host)
 
+    @abstractmethod
     def describe(self, task: DeploymentTask) -> str:
         """How this executor will carry the task out (the journal's first line)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _deploy(
         self,
         task: DeploymentTask,
@@ -32,7 +34,6 @@ class EngineExecutor:
         resolve_secret: Callable[[str], str],
     ) -> dict[str, str]:
         """Deploy; return component → verified digest, or raise DeploymentFailed."""
-        raise NotImplementedError
 
     def deploy(
         self,
