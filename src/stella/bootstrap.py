@@ -22,12 +22,12 @@ from stella.adapters.pki import AgentCA
 from stella.adapters.policy.rego import RegoPolicyEvaluator
 from stella.adapters.registry.connectors import connector_factory
 from stella.adapters.secrets import resolve_secret, secret_dirs
-from stella.adapters.signing.dsse import SigningKey
+from stella.adapters.signing.keyring import KeyRing
 from stella.adapters.steps import builtin_registry
 from stella.config import Settings
 from stella.domain.tenancy import Principal, Role
 from stella.domain.workflow_runs import WorkflowRun
-from stella.services import agents, deployments, drift, workflows
+from stella.services import agents, audit_chain, deployments, drift, evidence, workflows
 from stella.services.agents import AgentSettings
 from stella.services.context import CallContext
 from stella.services.deploy_step import DeployStep, RollbackDeployStep
@@ -69,7 +69,7 @@ class Container:
     templates: TemplateCache
     advancer: RunAdvancer
     promotions: PromotionServices
-    signing_key: SigningKey
+    signing_key: KeyRing
     agent_ca: AgentCA
     agent_settings: AgentSettings
     deployments: DeploymentServices
@@ -91,12 +91,20 @@ class Container:
         promotions = self.promotions
         clock = self.clock
         drift_every = Every(self.settings.drift_interval_seconds)
+        checkpoint_every = Every(self.settings.audit_checkpoint_seconds)
         started = clock()
         return Worker(
             engine,
             settings,
-            every_poll=[lambda: settle_deployments(promotions, clock)],
+            # packets first: a promotion is settled only after its deployments were sealed
+            every_poll=[
+                lambda: evidence.seal_finished_jobs(self.uow, self.signing_key, clock),
+                lambda: settle_deployments(promotions, clock),
+            ],
             periodic=[
+                lambda: checkpoint_every(
+                    lambda: audit_chain.checkpoint_grown(self.uow, self.signing_key, clock)
+                ),
                 lambda: agents.sweep(self.uow, clock, self.agent_settings, started),
                 self.record_agents,
                 lambda: deployments.requeue_overdue_worker_jobs(self.uow, clock),
@@ -159,7 +167,7 @@ def build_container(settings: Settings, engine: Engine | None = None) -> Contain
     def cancel_run(ctx: CallContext, run_id: str) -> None:
         workflows.cancel_run(uow, ctx, run_id, run_store, advancer)
 
-    signing_key = SigningKey.load_or_create(settings.keys_dir)
+    signing_key = KeyRing(settings.resolved_signing_key_file)
     agent_settings = AgentSettings(
         heartbeat_seconds=settings.agent_heartbeat_seconds,
         certificate_validity=timedelta(days=settings.agent_cert_days),

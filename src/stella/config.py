@@ -50,6 +50,19 @@ class Settings(BaseSettings):
     drift_interval_seconds: float = Field(
         default=300.0, ge=1, le=86_400, description="how often workers check targets for drift"
     )
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="private Ed25519 signing key (default SIGNING_KEY_DIR/decision-ed25519.pem)",
+    )
+    audit_checkpoint_seconds: float = Field(
+        default=600.0, ge=1, le=86_400, description="how often workers sign an audit checkpoint"
+    )
+    attachment_max_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1024,
+        le=512 * 1024 * 1024,
+        description="largest SBOM, VEX, scan or attestation accepted",
+    )
 
     @field_validator("listen", "agent_listen")
     @classmethod
@@ -109,6 +122,10 @@ class Settings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.signing_key_dir or self.home / "keys"
+
+    @property
+    def resolved_signing_key_file(self) -> Path:
+        return self.signing_key_file or self.keys_dir / "decision-ed25519.pem"
 
     @property
     def artifacts_dir(self) -> Path:

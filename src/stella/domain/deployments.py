@@ -334,6 +334,7 @@ class DeploymentJob:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    evidence_packet_id: uuid.UUID | None = None  # set once its evidence packet is sealed
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from stella.domain.deployments import (
 from stella.domain.durations import parse_duration
 from stella.domain.environments import Environment
 from stella.domain.errors import Conflict, NotFound
+from stella.domain.evidence import PacketKind, packet_id
 from stella.domain.ids import new_id
 from stella.domain.releases import Release
 from stella.domain.targets import Target, TargetState
@@ -193,7 +194,8 @@ def render_task(
         "deployment": str(job_id),
         "kind": str(kind),
         "promotion": str(promotion_id) if promotion_id else None,
-        "evidence_packet": None,  # sealed evidence packets arrive with the evidence issue
+        # sealed when the job ends; its id is known now (deterministic)
+        "evidence_packet": str(packet_id(PacketKind.DEPLOYMENT, job_id)),
         "components": {
             s.component: {"repository": s.repository, "digest": s.digest} for s in specs
         },

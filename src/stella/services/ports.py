@@ -28,6 +28,12 @@ from stella.services.deployment_ports import (
     JoinTokenRepository,
     ObservationRepository,
 )
+from stella.services.evidence_ports import (
+    AttachmentRepository,
+    AuditChainRepository,
+    EvidenceRepository,
+    SigningKeyRepository,
+)
 
 Clock = Callable[[], datetime]
 """Returns the current time, timezone-aware UTC; tests and replay pin it."""
@@ -245,8 +251,14 @@ class DecisionSigner(Protocol):
     @property
     def keyid(self) -> str: ...
 
+    @property
+    def public_key_pem(self) -> str: ...
+
     def sign_statement(
-        self, subjects: list[dict[str, Any]], predicate: dict[str, Any]
+        self,
+        subjects: list[dict[str, Any]],
+        predicate: dict[str, Any],
+        predicate_type: str | None = None,
     ) -> dict[str, Any]: ...
 
 
@@ -291,6 +303,14 @@ class UnitOfWork(Protocol):
     def artifacts(self) -> ArtifactStore: ...
     @property
     def observations(self) -> ObservationRepository: ...
+    @property
+    def evidence(self) -> EvidenceRepository: ...
+    @property
+    def attachments(self) -> AttachmentRepository: ...
+    @property
+    def chain(self) -> AuditChainRepository: ...
+    @property
+    def signing_keys(self) -> SigningKeyRepository: ...
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(

@@ -34,7 +34,7 @@ from stella.domain.releases import Release, ReleaseState
 from stella.domain.targets import Target, TargetState
 from stella.domain.tenancy import Permission, Principal, Role
 from stella.domain.workflow_runs import WorkflowRun
-from stella.services import deployments, gates, workflows
+from stella.services import deployments, evidence, gates, workflows
 from stella.services.context import CallContext, record, require
 from stella.services.metrics import Metrics, NoMetrics
 from stella.services.ports import DecisionSigner, UnitOfWork, UnitOfWorkFactory
@@ -401,6 +401,9 @@ def _decide(
             "keyid": services.signer.keyid,
             "created_at": now,
         }
+    )
+    evidence.seal_decision(
+        uow, services.signer, promotion, context, results, envelope, outcome, reason, now
     )
 
 

@@ -241,6 +241,18 @@ class SqlDeploymentJobRepository(SqlRepository[DeploymentJob]):
         row = execute(self._conn, stmt.order_by(c.id.desc()).limit(1)).first()
         return self._to_domain(row) if row else None
 
+    def unsealed(self, limit: int) -> list[DeploymentJob]:
+        """Finished jobs whose evidence packet is not sealed yet, oldest first."""
+        c = self.table.c
+        terminal = [s.value for s in JobState if s.is_terminal]
+        stmt = (
+            self.table.select()
+            .where(c.state.in_(terminal), c.evidence_packet_id.is_(None))
+            .order_by(c.finished_at, c.id)
+            .limit(limit)
+        )
+        return [self._to_domain(r) for r in execute(self._conn, stmt).all()]
+
     def for_promotion(self, promotion_id: uuid.UUID) -> list[DeploymentJob]:
         stmt = self.table.select().where(self.table.c.promotion_id == promotion_id)
         return [self._to_domain(r) for r in execute(self._conn, stmt.order_by(self.table.c.id))]

@@ -7,11 +7,12 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, exists, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stella.adapters.db import tables as t
+from stella.adapters.db.evidence_repositories import PendingChain
 from stella.adapters.db.repository_base import SqlRepository, execute, mapping, parse_uuid
 from stella.domain.audit import AuditEvent
 from stella.domain.components import Component, ComponentVersion
@@ -23,6 +24,7 @@ from stella.domain.environments import (
     FreezeWindow,
     GateName,
 )
+from stella.domain.evidence import ChainEntryType, audit_event_digest
 from stella.domain.integrations import Integration, IntegrationType
 from stella.domain.pagination import Page, PageRequest
 from stella.domain.releases import ComponentDigest, Release, ReleaseState
@@ -376,7 +378,19 @@ class SqlReleaseRepository(SqlRepository[Release]):
 
 
 class SqlAuditRepository(SqlRepository[AuditEvent]):
+    """Audit events; each one is also noted for the tenant's hash chain (linked at commit)."""
+
     table = t.audit_events
+
+    def __init__(self, conn: Connection, chain: PendingChain) -> None:
+        super().__init__(conn)
+        self._chain = chain
+
+    def add(self, entity: AuditEvent) -> None:
+        super().add(entity)
+        self._chain.note(
+            entity.tenant_id, ChainEntryType.AUDIT_EVENT, entity.id, audit_event_digest(entity)
+        )
 
     def _to_domain(self, row: Row[Any]) -> AuditEvent:
         return AuditEvent(**mapping(row))

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -28,6 +30,7 @@ from sqlalchemy import (
     Uuid,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql import text
 
 POSTGRES_SCHEMA = "release"
 
@@ -528,6 +531,14 @@ deployment_jobs = Table(
     Index(None, "batch"),
     Index(None, "state", "environment_id", "capability"),
     Index(None, "target_id", "state", "id"),  # the last successful job of a target
+    Column("evidence_packet_id", Uuid, nullable=True),
+    # the evidence sealer looks only at finished jobs that have no packet yet
+    Index(
+        "ix_deployment_jobs_unsealed",
+        "state",
+        postgresql_where=text("evidence_packet_id IS NULL"),
+        sqlite_where=text("evidence_packet_id IS NULL"),
+    ),
 )
 
 deployment_artifacts = Table(
@@ -548,4 +559,93 @@ target_observations = Table(
     Column("observed_by", String(160), nullable=False),
     Column("containers", JsonDocument, nullable=False),
     Column("observed_at", UtcDateTime, nullable=False),
+)
+
+evidence_packets = Table(
+    "evidence_packets",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("kind", String(32), nullable=False),  # promotion_decision | deployment
+    Column("subject_id", Uuid, nullable=False),  # the promotion or the deployment job
+    Column("revision", Integer, nullable=False),
+    Column("supersedes", Uuid, nullable=True),
+    Column("release_id", Uuid, nullable=True),
+    Column("environment_id", Uuid, nullable=True),
+    Column("promotion_id", Uuid, nullable=True),
+    Column("digest", String(71), nullable=False),  # sha256 of the signed statement
+    Column("keyid", String(80), nullable=False),
+    Column("envelope", JsonDocument, nullable=False),
+    Column("sealed_at", UtcDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "kind", "subject_id", "revision"),
+    Index(None, "tenant_id", "id"),
+    Index(None, "tenant_id", "sealed_at"),
+    Index(None, "tenant_id", "release_id"),
+    Index(None, "digest"),
+)
+
+evidence_attachments = Table(
+    "evidence_attachments",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("subject_digest", String(140), nullable=False),  # the component's image digest
+    Column("kind", String(16), nullable=False),  # sbom | vex | scan | attestation
+    Column("format", String(32), nullable=False),
+    Column("media_type", String(128), nullable=False),
+    Column("digest", String(71), nullable=False),  # sha256 of the content
+    Column("size", Integer, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("source", String(16), nullable=False),  # upload | referrers
+    Column("source_ref", String(255), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by_name", String(128), nullable=False),
+    UniqueConstraint("tenant_id", "subject_digest", "digest"),
+    Index(None, "tenant_id", "id"),
+)
+
+audit_chain = Table(
+    "audit_chain",
+    metadata,
+    Column("tenant_id", Uuid, ForeignKey("tenants.id"), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("entry_type", String(16), nullable=False),  # audit_event | evidence_packet
+    Column("entry_id", Uuid, nullable=False),
+    Column("content_digest", String(71), nullable=False),
+    Column("prev_hash", String(71), nullable=False),
+    Column("entry_hash", String(71), nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Index(None, "tenant_id", "entry_type", "entry_id"),
+)
+
+audit_chain_heads = Table(
+    "audit_chain_heads",
+    metadata,
+    Column("tenant_id", Uuid, ForeignKey("tenants.id"), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("head_hash", String(71), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("size", BigInteger, nullable=False),
+    Column("root_hash", String(71), nullable=False),
+    Column("keyid", String(80), nullable=False),
+    Column("envelope", JsonDocument, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "tenant_id", "size"),
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("keyid", String(80), primary_key=True),
+    Column("algorithm", String(16), nullable=False),
+    Column("public_key_pem", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("retired_at", UtcDateTime, nullable=True),
 )

@@ -15,6 +15,13 @@ from stella.adapters.db.deployment_repositories import (
     SqlObservationRepository,
 )
 from stella.adapters.db.engine import READ_ONLY_OPTION
+from stella.adapters.db.evidence_repositories import (
+    PendingChain,
+    SqlAttachmentRepository,
+    SqlAuditChainRepository,
+    SqlEvidenceRepository,
+    SqlSigningKeyRepository,
+)
 from stella.adapters.db.promotion_repositories import (
     SqlPolicyRepository,
     SqlPromotionRepository,
@@ -61,7 +68,12 @@ class SqlAlchemyUnitOfWork:
         self.components = SqlComponentRepository(conn)
         self.integrations = SqlIntegrationRepository(conn)
         self.releases = SqlReleaseRepository(conn)
-        self.audit = SqlAuditRepository(conn)
+        self._chain = PendingChain(conn)
+        self.audit = SqlAuditRepository(conn, self._chain)
+        self.evidence = SqlEvidenceRepository(conn, self._chain)
+        self.attachments = SqlAttachmentRepository(conn)
+        self.chain = SqlAuditChainRepository(conn)
+        self.signing_keys = SqlSigningKeyRepository(conn)
         self.workflows = SqlWorkflowRepository(conn)
         self.runs = SqlRunRepository(conn)
         self.promotions = SqlPromotionRepository(conn)
@@ -82,6 +94,7 @@ class SqlAlchemyUnitOfWork:
     ) -> None:
         assert self._conn is not None  # noqa: S101 - __enter__ always ran first
         try:
+            self._chain.discard()
             if self._conn.in_transaction():
                 self._conn.rollback()
         finally:
@@ -91,6 +104,8 @@ class SqlAlchemyUnitOfWork:
     def commit(self) -> None:
         assert self._conn is not None  # noqa: S101 - only inside `with`
         try:
+            # the chain head is locked last and held only until this commit (no deadlocks)
+            self._chain.link()
             self._conn.commit()
         except OperationalError as exc:
             msg = "the database is unavailable; the change was not saved, retry shortly"

@@ -23,6 +23,30 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://stella-ops.org/attestations/promotion-decision/v1"
 
 
+KEY_FILE_NAME = "decision-ed25519.pem"
+
+
+def public_path(private_path: Path) -> Path:
+    """Where the public half of the key at `private_path` is published next to it."""
+    return private_path.with_name(private_path.name.removesuffix(".pem") + ".pub.pem")
+
+
+def write_private_key_aside(path: Path, key: Ed25519PrivateKey) -> Path:
+    """Write `key` (PKCS#8 PEM, mode 0600) to a fresh temporary file beside `path`."""
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return temporary
+
+
 class VerificationError(Exception):
     """The envelope does not verify; the message names why."""
 
@@ -62,44 +86,49 @@ class SigningKey:
 
     @classmethod
     def load_or_create(cls, directory: Path) -> SigningKey:
-        path = directory / "decision-ed25519.pem"
+        return cls.load_or_create_file(directory / KEY_FILE_NAME)
+
+    @classmethod
+    def load_or_create_file(cls, path: Path) -> SigningKey:
+        """Load the private key at `path`, creating it (mode 0600) when there is none."""
         if path.exists():
-            loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            if not isinstance(loaded, Ed25519PrivateKey):
-                msg = f"{path} is not an Ed25519 private key"
-                raise ValueError(msg)
-            return cls(loaded)
-        directory.mkdir(parents=True, exist_ok=True)
+            return cls.load(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
         # Write aside, then link into place: a crash never leaves an empty key file, and when a
         # server and a worker start together exactly one key wins and both load it.
-        temporary = directory / f".decision-ed25519.{os.getpid()}.{secrets.token_hex(6)}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
-            handle.flush()
-            os.fsync(handle.fileno())
+        temporary = write_private_key_aside(path, key)
         try:
             os.link(temporary, path)
         except FileExistsError:
-            return cls.load_or_create(directory)
+            return cls.load(path)
         finally:
             temporary.unlink(missing_ok=True)
-        (directory / "decision-ed25519.pub.pem").write_text(public_pem(key.public_key()))
+        public_path(path).write_text(public_pem(key.public_key()))
         return cls(key)
 
+    @classmethod
+    def load(cls, path: Path) -> SigningKey:
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(loaded, Ed25519PrivateKey):
+            msg = f"{path} is not an Ed25519 private key"
+            raise ValueError(msg)  # noqa: TRY004 - a bad file, not a bad argument type
+        return cls(loaded)
+
+    @property
+    def public_key_pem(self) -> str:
+        return public_pem(self.public)
+
     def sign_statement(
-        self, subjects: list[dict[str, Any]], predicate: dict[str, Any]
+        self,
+        subjects: list[dict[str, Any]],
+        predicate: dict[str, Any],
+        predicate_type: str | None = None,
     ) -> dict[str, Any]:
         statement = {
             "_type": STATEMENT_TYPE,
             "subject": subjects,
-            "predicateType": PREDICATE_TYPE,
+            "predicateType": predicate_type or PREDICATE_TYPE,
             "predicate": predicate,
         }
         payload = canonical_json(statement)

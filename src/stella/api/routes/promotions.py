@@ -9,7 +9,6 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from stella.adapters.policy.rego import check_policy
-from stella.adapters.signing.dsse import public_pem
 from stella.api.deps import ContainerDep, Ctx, Page
 from stella.api.schemas import ListOf
 from stella.domain.errors import NotFound
@@ -207,14 +206,35 @@ def replay(container: ContainerDep, ctx: Ctx, ref: str) -> dict[str, Any]:
     return svc.replay(container.promotions, ctx, ref)
 
 
-@router.get("/keys", tags=["promotions"])
+@router.get("/keys", tags=["evidence"])
 def keys(container: ContainerDep, ctx: Ctx) -> dict[str, Any]:
-    key = container.signing_key
+    """Every public key the server signs or signed with; `current` marks the one in use."""
+    ring = container.signing_key
+    with container.read_uow() as uow:
+        registered = {k["keyid"]: k for k in uow.signing_keys.all()}
+    current = ring.keyid
+    found = ring.public_keys()
+    for keyid, row in registered.items():
+        found.setdefault(keyid, row["public_key_pem"])
     return {
         "keys": [
-            {"keyid": key.keyid, "algorithm": "ed25519", "public_key_pem": public_pem(key.public)}
+            {
+                "keyid": keyid,
+                "algorithm": "ed25519",
+                "public_key_pem": pem,
+                "current": keyid == current,
+                "created_at": _iso(registered.get(keyid, {}).get("created_at")),
+                "retired_at": None
+                if keyid == current
+                else _iso(registered.get(keyid, {}).get("retired_at")),
+            }
+            for keyid, pem in sorted(found.items(), key=lambda kv: kv[0] != current)
         ]
     }
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else str(value.isoformat())
 
 
 @router.post("/policies", status_code=201, tags=["policies"])
