@@ -18,6 +18,7 @@ from stella.api.routes import (
     components,
     deployments,
     environments,
+    evidence,
     integrations,
     misc,
     promotions,
@@ -76,6 +77,7 @@ def create_app(container: Container) -> FastAPI:
         promotions,
         agents,
         deployments,
+        evidence,
         misc,
     ):
         app.include_router(module.router, prefix=API_PREFIX)

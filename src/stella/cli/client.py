@@ -78,6 +78,26 @@ class StellaClient:
             raise CliError(describe_problem(response))
         return response
 
+    def download(self, path: str, destination: Any, **params: Any) -> int:
+        """Stream a binary body into the open file `destination`; returns the byte count."""
+        query = {k: v for k, v in params.items() if v is not None}
+        try:
+            with self._http.stream("GET", path, params=query) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise CliError(describe_problem(response))
+                written = 0
+                for chunk in response.iter_bytes():
+                    destination.write(chunk)
+                    written += len(chunk)
+                return written
+        except httpx.ConnectError:
+            msg = f"cannot reach Stella at {self.url} (is the server running? set STELLA_URL)"
+            raise CliError(msg) from None
+        except httpx.HTTPError as exc:
+            msg = f"request to {self.url} failed: {type(exc).__name__}"
+            raise CliError(msg) from None
+
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
 

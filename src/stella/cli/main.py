@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from stella.cli import deployments, operators, promotions, resources, workflows
+from stella.cli import deployments, evidence, operators, promotions, resources, workflows
 from stella.cli.client import CliError
 from stella.domain.errors import ConfigurationError, StellaError
 
@@ -38,6 +38,7 @@ app.add_typer(promotions.keys_app, name="keys")
 app.add_typer(deployments.agent_app, name="agent")
 app.add_typer(deployments.deployment_app, name="deployment")
 app.add_typer(deployments.drift_app, name="drift")
+app.add_typer(evidence.evidence_app, name="evidence")
 app.command("rollback")(deployments.rollback)
 app.command("server")(operators.server)
 app.command("worker")(operators.worker_command)

@@ -64,6 +64,19 @@ def key_id(public_key: Ed25519PublicKey) -> str:
     return "sha256:" + hashlib.sha256(der).hexdigest()
 
 
+def key_id_from_pem(public_key_pem: bytes) -> str:
+    """The key id of a PEM public key (what signatures name); raises VerificationError."""
+    try:
+        key = serialization.load_pem_public_key(public_key_pem)
+    except ValueError:
+        msg = "the key file is not a PEM public key"
+        raise VerificationError(msg) from None
+    if not isinstance(key, Ed25519PublicKey):
+        msg = "the key is not an Ed25519 public key"
+        raise VerificationError(msg)
+    return key_id(key)
+
+
 def public_pem(public_key: Ed25519PublicKey) -> str:
     return public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
