@@ -231,6 +231,8 @@ def verify_chain(
                     e.entry_type is ChainEntryType.AUDIT_EVENT for e in entries
                 )
                 prev, seq = entries[-1].entry_hash, entries[-1].seq + 1
+        if report.problem is not None and report.problem.seq is not None:
+            report.checked = report.problem.seq - 1  # everything before it checked out
         if report.problem is None and (report.checked != size or prev != head):
             report.problem = ChainProblem(
                 report.checked,

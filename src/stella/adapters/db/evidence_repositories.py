@@ -49,8 +49,14 @@ class SqlEvidenceRepository:
     def add(self, packet: EvidencePacket, content_digest: str) -> bool:
         """Store a packet unless one for the same subject and revision exists (then False:
         two workers sealed the same job; the first one counts)."""
-        stmt = _insert(self._conn, self.table).values(asdict(packet)).on_conflict_do_nothing()
-        added = execute(self._conn, stmt).rowcount == 1
+        stmt = (
+            _insert(self._conn, self.table)
+            .values(asdict(packet))
+            .on_conflict_do_nothing()
+            .returning(self.table.c.id)
+        )
+        # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT DO NOTHING here
+        added = execute(self._conn, stmt).first() is not None
         if added:
             self._chain.note(
                 packet.tenant_id, ChainEntryType.EVIDENCE_PACKET, packet.id, content_digest
