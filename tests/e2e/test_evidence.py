@@ -416,7 +416,7 @@ def test_environment_filter_keeps_only_that_environment(api, estate, tmp_path):
 def test_a_file_that_is_no_bundle_is_refused(tmp_path):
     path = tmp_path / "not.tar.gz"
     path.write_bytes(b"hello")
-    with pytest.raises(BundleError, match="not a readable tar.gz"):
+    with pytest.raises(BundleError, match=r"not a readable tar\.gz"):
         read_bundle(path)
     evil = io.BytesIO()
     with tarfile.open(fileobj=evil, mode="w:gz") as tar:

@@ -222,7 +222,8 @@ def test_month_is_exported_and_verified_offline_with_replay_and_tamper_detection
             rewrite_bundle(bundle, flipped, flip)
             result = offline_verify(flipped, old_key, new_key, tmp=tmp_path)
             assert result.returncode == 1, victim
-            assert victim in result.stderr and "altered" in result.stderr, result.stderr
+            assert victim in result.stderr, result.stderr
+            assert "altered" in result.stderr
 
         missing = tmp_path / "missing.tar.gz"
         rewrite_bundle(
