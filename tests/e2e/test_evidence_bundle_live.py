@@ -115,7 +115,12 @@ def test_month_is_exported_and_verified_offline_with_replay_and_tamper_detection
             "components": [{"type": "library", "name": "busybox", "version": "1.36.1"}],
         }
         with live.api() as api:
-            attached = api.post("/sboms", json={"digest": image.digest, "document": sbom})
+            attached = api.post(
+                "/sboms",
+                params={"digest": image.digest},
+                content=json.dumps(sbom),
+                headers={"Content-Type": "application/json"},
+            )
             assert attached.status_code in {200, 201}, attached.text
 
         live.cli(
