@@ -264,7 +264,8 @@ def test_a_truncated_chain_is_caught_by_the_signed_checkpoint(api, estate, datab
     promote(api, estate.release_id, "dev")
     assert api.post("/audit/checkpoints").status_code == 201
     tenant = tenant_of(api)
-    size = len(chain_rows(database, tenant))
+    rows = chain_rows(database, tenant)
+    size = len(rows)
     with behind_the_servers_back(database, "audit_chain") as conn:
         conn.execute(
             text(
@@ -274,7 +275,22 @@ def test_a_truncated_chain_is_caught_by_the_signed_checkpoint(api, estate, datab
         )
     report = verify(api)
     assert report["ok"] is False
-    assert report["problem"]["reason"], report
+    assert f"the chain head says {size} entries" in report["problem"]["reason"]
+    # a careful forger also moves the head back: the signed checkpoint still remembers
+    with database.engine.begin() as conn:
+        conn.execute(
+            text(
+                f"UPDATE {_table(database, 'audit_chain_heads')} SET size = :s, head_hash = :h "
+                "WHERE tenant_id = :t"
+            ),
+            {"s": size - 2, "h": rows[size - 3].entry_hash, "t": _id(database, tenant)},
+        )
+    report = verify(api)
+    assert report["ok"] is False
+    assert (
+        f"a checkpoint covers {size} entries, only {size - 2} remain"
+        in (report["problem"]["reason"])
+    )
 
 
 def test_an_event_inserted_behind_the_servers_back_is_reported(api, estate, database):
