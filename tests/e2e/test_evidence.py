@@ -442,3 +442,30 @@ def test_a_file_that_is_no_bundle_is_refused(tmp_path):
     path.write_bytes(evil.getvalue())
     with pytest.raises(BundleError, match="clean relative path"):
         read_bundle(path)
+
+
+def test_a_correction_is_a_new_revision_and_the_original_stays(api, estate):
+    promote(api, estate.release_id, "dev")
+    original = api.get("/evidence").json()["items"][0]
+    before = api.get(f"/evidence/{original['id']}").json()
+    viewer = api.user_token("viewer")
+    body = {"reason": "approver's name was misspelt", "changes": {"who.approvals[0].user": "Eve"}}
+    refused = api.post(f"/evidence/{original['id']}/corrections", body, token=viewer)
+    assert refused.status_code == 403
+    corrected = api.post(f"/evidence/{original['id']}/corrections", body)
+    assert corrected.status_code == 201, corrected.text
+    fixed = corrected.json()
+    assert (fixed["revision"], fixed["supersedes"]) == (2, original["id"])
+    assert (
+        fixed["statement"]["predicate"]["correction"]["original"]["digest"] == (original["digest"])
+    )
+    assert fixed["statement"]["predicate"]["why"] == before["statement"]["predicate"]["why"]
+    assert api.get(f"/evidence/{original['id']}").json() == before  # never changed
+    again = api.post(f"/evidence/{original['id']}/corrections", body)
+    assert again.status_code == 409
+    assert fixed["id"] in again.json()["detail"]
+    for bad, field in (({"reason": ""}, "reason"), ({"reason": "x", "extra": 1}, "extra")):
+        response = api.post(f"/evidence/{fixed['id']}/corrections", bad)
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["field"] == field
+    assert verify(api)["ok"] is True

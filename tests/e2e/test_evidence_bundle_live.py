@@ -157,6 +157,14 @@ def test_month_is_exported_and_verified_offline_with_replay_and_tamper_detection
         assert predicate["what"]["components"][0]["digest"] == image.digest
         assert predicate["attachments"][0]["kind"] == "sbom"
         assert predicate["why"]["decision_packet"]["id"]
+        listed_packets = json.loads(live.cli("evidence", "list", "-o", "json", check=True).stdout)
+        assert (
+            sorted(p["kind"] for p in listed_packets)
+            == ["deployment"] * 2 + ["promotion_decision"] * 2
+        )
+        shown = live.cli("evidence", "show", sticker["evidence_packet"], check=True).stdout
+        assert f"prod-{suffix}" in shown
+        assert "succeeded" in shown
 
         old_key = tmp_path / "old.pem"
         live.cli("keys", "export", "-o", str(old_key), check=True)

@@ -59,6 +59,25 @@ def evidence_show(packet: str, output: OutputOpt = Output.TABLE) -> None:
             console.print(f"[bold]{section}[/bold]: {json.dumps(value, indent=2)}")
 
 
+@evidence_app.command("correct")
+def evidence_correct(
+    packet: str,
+    reason: Annotated[str, typer.Option(help="why the packet is corrected")],
+    changes: Annotated[str, typer.Option(help="what is corrected, as a JSON object")] = "{}",
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Seal a correction (admin): a new revision that supersedes the packet."""
+    try:
+        parsed = json.loads(changes)
+    except ValueError as exc:
+        msg = f"--changes is not JSON: {exc}"
+        raise CliError(msg) from None
+    found = StellaClient().post(
+        f"/evidence/{packet}/corrections", {"reason": reason, "changes": parsed}
+    )
+    show([found], output, ["id", "revision", "supersedes", "digest", "sealed_at"])
+
+
 @evidence_app.command("export")
 def evidence_export(
     since: Annotated[str, typer.Option("--from", help="first day, e.g. 2026-03-01")],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,12 +19,13 @@ from typing import Any
 import stella
 from stella.domain.canonical import digest
 from stella.domain.deployments import DeploymentJob
-from stella.domain.errors import NotFound, ValidationFailed
+from stella.domain.errors import Conflict, NotFound, ValidationFailed
 from stella.domain.evidence import EvidencePacket, PacketKind, packet_content_digest, packet_id
 from stella.domain.pagination import Page, PageRequest
 from stella.domain.promotions import Promotion
+from stella.domain.tenancy import Permission
 from stella.services import deployments, gates
-from stella.services.context import CallContext
+from stella.services.context import CallContext, record, require
 from stella.services.ports import Clock, DecisionSigner, UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
@@ -183,12 +185,35 @@ def seal_decision(
     )
 
 
+def _job_subject(uow: UnitOfWork, job: DeploymentJob) -> tuple[list[dict[str, Any]], str, str]:
+    """(components, release name, target type) from the job's task, or — for a job that failed
+    before a task could be rendered — from the release itself."""
+    if job.task_digest:
+        task = deployments.load_task(uow, job)
+        components = [
+            {"name": c.component, "repository": c.repository, "digest": c.digest}
+            for c in task.containers
+        ]
+        return components, task.release_name, task.target_type
+    release = uow.releases.get(job.tenant_id, str(job.release_id))
+    target = uow.targets.get(job.tenant_id, str(job.target_id))
+    components = (
+        []
+        if release is None
+        else [
+            {"name": c.name, "repository": c.repository, "digest": c.digest}
+            for c in sorted(release.components, key=lambda c: c.name)
+        ]
+    )
+    return (
+        components,
+        release.name if release else "",
+        str(target.type) if target else "unknown",
+    )
+
+
 def _job_body(uow: UnitOfWork, job: DeploymentJob) -> tuple[dict[str, Any], list[Any]]:
-    task = deployments.load_task(uow, job)
-    components = [
-        {"name": c.component, "repository": c.repository, "digest": c.digest}
-        for c in task.containers
-    ]
+    components, release_name, target_type = _job_subject(uow, job)
     agent = uow.agents.by_id(job.agent_id) if job.agent_id else None
     environment = uow.environments.get_by_id(job.tenant_id, job.environment_id)
     promotion = (
@@ -219,14 +244,14 @@ def _job_body(uow: UnitOfWork, job: DeploymentJob) -> tuple[dict[str, Any], list
             "kind": str(job.kind),
             "release": {
                 "id": str(job.release_id),
-                "name": task.release_name,
-                "version": task.release_version,
+                "name": release_name,
+                "version": job.release_version,
             },
             "components": components,
             "environment": None
             if environment is None
             else {"id": str(environment.id), "slug": environment.slug},
-            "target": {"id": str(job.target_id), "name": job.target_name, "type": task.target_type},
+            "target": {"id": str(job.target_id), "name": job.target_name, "type": target_type},
             "artifacts": job.artifacts,
         },
         "why": {
@@ -405,4 +430,77 @@ def get_packet(uow_factory: UnitOfWorkFactory, ctx: CallContext, ref: str) -> Ev
     if packet is None:
         msg = f"evidence packet '{ref}' not found"
         raise NotFound(msg)
+    return packet
+
+
+# --- corrections --------------------------------------------------------------------------
+
+
+def correct_packet(
+    uow_factory: UnitOfWorkFactory,
+    signer: DecisionSigner,
+    ctx: CallContext,
+    ref: str,
+    reason: str,
+    changes: dict[str, Any],
+) -> EvidencePacket:
+    """A sealed packet never changes: a correction is a new revision that names the packet it
+    supersedes, carries the original's content, and says what is corrected, by whom and why."""
+    require(ctx, Permission.ADMINISTER, uow_factory, "correct evidence")
+    tenant_id = ctx.principal.tenant_id
+    with uow_factory() as uow:
+        original = uow.evidence.get(tenant_id, ref)
+        if original is None:
+            msg = f"evidence packet '{ref}' not found"
+            raise NotFound(msg)
+        latest = uow.evidence.latest_for(original.kind, original.subject_id)
+        if latest is not None and latest.id != original.id:
+            msg = (
+                f"packet {original.id} was already superseded by revision {latest.revision} "
+                f"({latest.id}); correct that one"
+            )
+            raise Conflict(msg)
+        statement = json.loads(base64.b64decode(original.envelope["payload"]))
+        body = {
+            k: v for k, v in statement["predicate"].items() if k not in {"packet", "correction"}
+        }
+        body["correction"] = {
+            "reason": reason,
+            "changes": changes,
+            "corrected_by": ctx.principal.name,
+            "original": {"id": str(original.id), "digest": original.digest},
+        }
+        now = ctx.clock()
+        packet = _seal(
+            uow,
+            signer,
+            original.kind,
+            tenant_id,
+            original.subject_id,
+            [
+                {"repository": s["name"], "digest": "sha256:" + s["digest"]["sha256"]}
+                for s in statement["subject"]
+            ],
+            body,
+            {
+                "release_id": original.release_id,
+                "environment_id": original.environment_id,
+                "promotion_id": original.promotion_id,
+            },
+            now,
+            revision=original.revision + 1,
+            supersedes=original.id,
+        )
+        if packet is None:
+            msg = f"packet {original.id} was corrected concurrently; read it again"
+            raise Conflict(msg)
+        record(
+            uow,
+            ctx,
+            "evidence.corrected",
+            "evidence",
+            packet.id,
+            {"supersedes": str(original.id), "reason": reason},
+        )
+        uow.commit()
     return packet

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
 from stella.adapters.evidence_bundle import BundleWriter
@@ -118,6 +118,31 @@ def get_evidence(container: ContainerDep, ctx: Ctx, ref: str) -> PacketDetail:
     """One packet (by id or `sha256:` digest): its index fields, envelope and statement."""
     require(ctx, Permission.READ, container.uow, "read evidence")
     packet = svc.get_packet(container.read_uow, ctx, ref)
+    return PacketDetail(
+        **svc.packet_summary(packet),
+        envelope=packet.envelope,
+        statement=audit_chain.statement_of(packet.envelope),
+    )
+
+
+class CorrectionSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000, description="why the packet is corrected")
+    changes: dict[str, Any] = Field(
+        default_factory=dict, description="what is corrected (free-form JSON, signed as given)"
+    )
+
+
+@router.post("/evidence/{ref}/corrections", status_code=201, tags=["evidence"])
+def correct_evidence(
+    container: ContainerDep, ctx: Ctx, ref: str, spec: CorrectionSpec
+) -> PacketDetail:
+    """Seal a correction (admin): a new revision that supersedes the packet; the original is
+    kept unchanged. Correcting a packet that was already superseded is a 409."""
+    packet = svc.correct_packet(
+        container.uow, container.signing_key, ctx, ref, spec.reason, spec.changes
+    )
     return PacketDetail(
         **svc.packet_summary(packet),
         envelope=packet.envelope,
