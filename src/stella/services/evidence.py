@@ -381,13 +381,13 @@ def parse_day_or_time(field: str, value: str | None, end: bool = False) -> datet
             day = datetime.fromisoformat(value).replace(tzinfo=UTC)
             return day + timedelta(days=1) if end else day
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            raise ValidationFailed.single(field, "a time needs a zone (e.g. Z or +01:00)")
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ValidationFailed.single(
             field, f"'{value}' is not a date (2026-03-01) or an RFC 3339 time"
         ) from None
-    if moment.tzinfo is None:
-        raise ValidationFailed.single(field, "a time needs a zone (e.g. Z or +01:00)")
-    return moment.astimezone(UTC)
 
 
 def list_packets(
