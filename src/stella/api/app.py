@@ -15,6 +15,7 @@ from stella.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from stella.api.problems import install_problem_handlers, problem
 from stella.api.routes import (
     agents,
+    attachments,
     components,
     deployments,
     environments,
@@ -79,10 +80,16 @@ def create_app(container: Container) -> FastAPI:
         deployments,
         evidence,
         misc,
+        attachments,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     install_problem_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=container.settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=container.settings.max_body_bytes,
+        upload_paths=attachments.UPLOAD_PATHS,
+        upload_max_bytes=container.settings.attachment_max_bytes,
+    )
     app.add_middleware(RequestContextMiddleware)
 
     @app.get("/healthz", tags=["health"])

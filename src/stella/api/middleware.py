@@ -87,17 +87,30 @@ def _route_template(scope: Scope) -> str:
 class BodyLimitMiddleware:
     """Answers 413 before reading a body larger than `max_bytes` (declared or streamed)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        upload_paths: frozenset[str] = frozenset(),
+        upload_max_bytes: int | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # documents (SBOMs, VEX, attestations) may be larger than any other request body
+        self.upload_paths = upload_paths
+        self.upload_max_bytes = upload_max_bytes or max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["path"].rstrip("/") in self.upload_paths:
+            limit, setting = self.upload_max_bytes, "STELLA_ATTACHMENT_MAX_BYTES"
+        else:
+            limit, setting = self.max_bytes, "STELLA_MAX_BODY_BYTES"
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(scope, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(scope, send, limit, setting)
             return
         if declared is not None:
             await self.app(scope, receive, send)  # the server enforces the declared length
@@ -113,8 +126,8 @@ class BodyLimitMiddleware:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await self._reject(scope, send)
+            if size > limit:
+                await self._reject(scope, send, limit, setting)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -130,14 +143,14 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _reject(self, scope: Scope, send: Send) -> None:
+    async def _reject(self, scope: Scope, send: Send, limit: int, setting: str) -> None:
         body = json.dumps(
             {
                 "type": "about:blank",
                 "title": "Payload too large",
                 "status": 413,
-                "detail": f"request body exceeds {self.max_bytes} bytes (STELLA_MAX_BODY_BYTES)",
-                "errors": [{"field": "body", "message": f"larger than {self.max_bytes} bytes"}],
+                "detail": f"request body exceeds {limit} bytes ({setting})",
+                "errors": [{"field": "body", "message": f"larger than {limit} bytes"}],
             }
         ).encode()
         headers = [

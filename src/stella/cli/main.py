@@ -6,7 +6,15 @@ import sys
 
 import typer
 
-from stella.cli import deployments, evidence, operators, promotions, resources, workflows
+from stella.cli import (
+    attachments,
+    deployments,
+    evidence,
+    operators,
+    promotions,
+    resources,
+    workflows,
+)
 from stella.cli.client import CliError
 from stella.domain.errors import ConfigurationError, StellaError
 
@@ -44,6 +52,10 @@ app.command("server")(operators.server)
 app.command("worker")(operators.worker_command)
 app.add_typer(operators.db_app, name="db")
 app.add_typer(operators.admin_app, name="admin")
+app.add_typer(attachments.sbom_app, name="sbom")
+app.add_typer(attachments.vex_app, name="vex")
+app.add_typer(attachments.attestation_app, name="attestation")
+app.add_typer(attachments.attachment_app, name="attachment")
 
 
 def main() -> None:
