@@ -98,7 +98,9 @@ class Container:
             settings,
             # packets first: a promotion is settled only after its deployments were sealed
             every_poll=[
-                lambda: evidence.seal_finished_jobs(self.uow, self.signing_key, clock),
+                lambda: evidence.seal_finished_jobs(
+                    self.uow, self.signing_key, clock, PrometheusMetrics()
+                ),
                 lambda: settle_deployments(promotions, clock),
             ],
             periodic=[

@@ -51,6 +51,10 @@ def test_metrics_count_promotions_gates_steps_and_requests(
         after, "release_promotions_total", environment="dev", outcome="approved"
     ) - sample(before, "release_promotions_total", environment="dev", outcome="approved")
     assert delta == 1
+    sealed = sample(after, "release_evidence_packets_total", kind="promotion_decision") - sample(
+        before, "release_evidence_packets_total", kind="promotion_decision"
+    )
+    assert sealed == 1
     gates = sample(
         after, "release_gate_evaluations_total", gate="security", result="passed"
     ) - sample(before, "release_gate_evaluations_total", gate="security", result="passed")

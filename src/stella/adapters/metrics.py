@@ -41,6 +41,7 @@ STEPS = Histogram(
     ["step_type"],
     buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 1800),
 )
+EVIDENCE = Counter("release_evidence_packets_total", "Evidence packets sealed", ["kind"])
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"])
 HTTP_DURATION = Histogram(
     "http_request_duration_seconds", "HTTP request durations", ["method", "route"]
@@ -58,6 +59,9 @@ class PrometheusMetrics:
 
     def step_finished(self, step_type: str, seconds: float) -> None:
         STEPS.labels(step_type=step_type).observe(seconds)
+
+    def evidence_sealed(self, kind: str) -> None:
+        EVIDENCE.labels(kind=kind).inc()
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:

@@ -26,6 +26,7 @@ from stella.domain.promotions import Promotion
 from stella.domain.tenancy import Permission
 from stella.services import deployments, gates
 from stella.services.context import CallContext, record, require
+from stella.services.metrics import Metrics
 from stella.services.ports import Clock, DecisionSigner, UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
@@ -332,7 +333,11 @@ def seal_job(uow: UnitOfWork, signer: DecisionSigner, job: DeploymentJob, now: d
 
 
 def seal_finished_jobs(
-    uow_factory: UnitOfWorkFactory, signer: DecisionSigner, clock: Clock, limit: int = 50
+    uow_factory: UnitOfWorkFactory,
+    signer: DecisionSigner,
+    clock: Clock,
+    metrics: Metrics | None = None,
+    limit: int = 50,
 ) -> int:
     """Seal packets for finished jobs that have none yet (each in its own transaction, so
     one job whose records are damaged cannot hold up the others)."""
@@ -348,6 +353,8 @@ def seal_finished_jobs(
                 seal_job(uow, signer, current, clock())
                 uow.commit()
                 sealed += 1
+                if metrics is not None:
+                    metrics.evidence_sealed(str(PacketKind.DEPLOYMENT))
         except LookupError:
             log.exception("cannot seal the evidence of deployment job %s", job.id)
     return sealed

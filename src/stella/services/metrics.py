@@ -13,6 +13,9 @@ class Metrics(Protocol):
 
     def step_finished(self, step_type: str, seconds: float) -> None: ...
 
+    def evidence_sealed(self, kind: str) -> None:
+        """An evidence packet of `kind` (promotion_decision, deployment) was sealed."""
+
 
 class NoMetrics:
     """Metrics that go nowhere (tests of services that do not care)."""
@@ -24,4 +27,7 @@ class NoMetrics:
         return None
 
     def step_finished(self, step_type: str, seconds: float) -> None:
+        return None
+
+    def evidence_sealed(self, kind: str) -> None:
         return None

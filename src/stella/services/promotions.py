@@ -402,9 +402,11 @@ def _decide(
             "created_at": now,
         }
     )
-    evidence.seal_decision(
+    sealed = evidence.seal_decision(
         uow, services.signer, promotion, context, results, envelope, outcome, reason, now
     )
+    if sealed is not None:
+        services.metrics.evidence_sealed(str(sealed.kind))
 
 
 def _locked(uow: UnitOfWork, ctx: CallContext, ref: str) -> Promotion:
