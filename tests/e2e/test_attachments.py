@@ -388,7 +388,10 @@ def private_registry(tmp_path):
     config = {
         "version": 0.1,
         "log": {"level": "warn"},
-        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "data")}},
+        "storage": {
+            "filesystem": {"rootdirectory": str(tmp_path / "data")},
+            "delete": {"enabled": True},
+        },
         "http": {"addr": f"127.0.0.1:{port}"},
     }
     (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
@@ -407,6 +410,32 @@ def private_registry(tmp_path):
     if process.poll() is None:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_deleted_referrer_still_listed_in_the_tag_index_is_skipped(api, private_registry):
+    url, _ = private_registry
+    host = url.removeprefix("http://")
+    subject = push_image_with_size(url, "app/pruned", "pruned referrers")
+    kept = push_referrer(
+        url, "app/pruned", subject, "application/spdx+json", docs.dumps(docs.spdx2())
+    )
+    gone = push_referrer(
+        url, "app/pruned", subject, "application/vnd.cyclonedx+json", docs.dumps(docs.cyclonedx())
+    )
+    push_referrers_tag(url, "app/pruned", subject[0], [kept, gone])
+    deleted = httpx.delete(f"{url}/v2/app/pruned/manifests/{gone['digest']}", timeout=10)
+    assert deleted.status_code == 202, deleted.text
+    release_of(api, host, "app/pruned")
+    found = api.post("/attachments/discover", {"digest": subject[0]})
+    assert found.status_code == 200, found.text
+    assert [a["source_ref"] for a in found.json()["added"]] == [kept["digest"]]
+    assert found.json()["skipped"] == [
+        {
+            "subject_digest": subject[0],
+            "referrer": gone["digest"],
+            "reason": "the referrer manifest is no longer in the registry",
+        }
+    ]
 
 
 def test_a_registry_that_is_down_is_502_naming_it(api, private_registry):
@@ -471,6 +500,8 @@ def test_cli_vex_upload_takes_the_digests_from_the_products(live, tmp_path):
     for digest in (first, second):
         listed = live.cli("attachment", "list", "--digest", digest, "-o", "json", check=True)
         assert [a["format"] for a in json.loads(listed.stdout)] == ["openvex"]
+    again = json.loads(live.cli("vex", "upload", str(vex), "-o", "json", check=True).stdout)
+    assert [a["subject_digest"] for a in again] == [first, second]
 
 
 @pytest.mark.parametrize(

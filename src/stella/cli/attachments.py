@@ -48,6 +48,7 @@ def _read(path: Path) -> bytes:
 def _upload(
     path: str, content: bytes, digest: str, format_name: str | None, output: Output
 ) -> dict[str, Any]:
+    """POST one document; in table mode, say whether it was new. Returns the attachment."""
     params = {"digest": digest} | ({"format": format_name} if format_name else {})
     response = StellaClient().send(
         "POST",
@@ -57,9 +58,7 @@ def _upload(
         headers={"Content-Type": "application/json"},
     )
     attachment: dict[str, Any] = response.json()
-    if output is Output.JSON:
-        show(attachment, output, [])
-    else:
+    if output is Output.TABLE:
         state = "attached" if response.status_code == 201 else "already attached"
         console.print(
             f"{attachment['kind']} {attachment['id']} ({attachment['format']}, "
@@ -76,7 +75,9 @@ def sbom_upload(
     output: OutputOpt = Output.TABLE,
 ) -> None:
     """Attach an SBOM to an image digest (stored byte for byte)."""
-    _upload("/sboms", _read(file), digest, format_name, output)
+    attachment = _upload("/sboms", _read(file), digest, format_name, output)
+    if output is Output.JSON:
+        show(attachment, output, [])
 
 
 @vex_app.command("upload")
@@ -92,8 +93,9 @@ def vex_upload(
     """Attach a VEX document to the image(s) it is about."""
     content = _read(file)
     digests = [digest] if digest else _product_digests(file, content)
-    for each in digests:
-        _upload("/vex", content, each, format_name, output)
+    attachments = [_upload("/vex", content, each, format_name, output) for each in digests]
+    if output is Output.JSON:  # one object for --digest, a list when the products chose
+        show(attachments if digest is None else attachments[0], output, [])
 
 
 def _product_digests(file: Path, content: bytes) -> list[str]:
@@ -120,7 +122,9 @@ def attestation_upload(
     output: OutputOpt = Output.TABLE,
 ) -> None:
     """Attach an attestation (in-toto Statement or DSSE envelope) to an image digest."""
-    _upload("/attestations", _read(file), digest, format_name, output)
+    attachment = _upload("/attestations", _read(file), digest, format_name, output)
+    if output is Output.JSON:
+        show(attachment, output, [])
 
 
 @attachment_app.command("list")

@@ -366,96 +366,47 @@ def _is_cdx_vex(doc: dict[str, Any]) -> bool:
     )
 
 
+def _is_spdx(doc: dict[str, Any]) -> bool:
+    return "spdxVersion" in doc or _mentions_spdx(doc.get("@context"))
+
+
 def _is_openvex(doc: dict[str, Any]) -> bool:
     context = doc.get("@context")
     return isinstance(context, str) and "openvex" in context
 
 
+_SBOM, _VEX, _SCAN, _ATTESTATION = (
+    AttachmentKind.SBOM,
+    AttachmentKind.VEX,
+    AttachmentKind.SCAN,
+    AttachmentKind.ATTESTATION,
+)
+_CDX, _VND = "application/vnd.cyclonedx+json", "application/vnd."
+# In detection order: CycloneDX VEX before the CycloneDX SBOM it is a special case of.
 FORMATS: dict[str, AttachmentFormat] = {
     f.name: f
-    for f in (
-        AttachmentFormat(
-            "cyclonedx-vex",
-            AttachmentKind.VEX,
-            "application/vnd.cyclonedx+json",
-            "CycloneDX VEX",
-            check_cyclonedx_vex,
-            _is_cdx_vex,
-        ),
-        AttachmentFormat(
-            "cyclonedx",
-            AttachmentKind.SBOM,
-            "application/vnd.cyclonedx+json",
-            "CycloneDX",
-            check_cyclonedx,
-            lambda d: "bomFormat" in d,
-        ),
-        AttachmentFormat(
-            "spdx",
-            AttachmentKind.SBOM,
-            "application/spdx+json",
-            "SPDX",
-            check_spdx,
-            lambda d: "spdxVersion" in d or _mentions_spdx(d.get("@context")),
-        ),
-        AttachmentFormat(
-            "openvex",
-            AttachmentKind.VEX,
-            "application/openvex+json",
-            "OpenVEX",
-            check_openvex,
-            _is_openvex,
-        ),
-        AttachmentFormat(
-            "trivy",
-            AttachmentKind.SCAN,
-            "application/vnd.aquasec.trivy.report+json",
-            "a Trivy report",
-            check_trivy,
-            lambda d: "SchemaVersion" in d and ("Results" in d or "ArtifactName" in d),
-        ),
-        AttachmentFormat(
-            "grype",
-            AttachmentKind.SCAN,
-            "application/vnd.anchore.grype.report+json",
-            "a Grype report",
-            check_grype,
-            lambda d: "matches" in d and ("descriptor" in d or "source" in d),
-        ),
-        AttachmentFormat(
-            "sarif",
-            AttachmentKind.SCAN,
-            "application/sarif+json",
-            "SARIF",
-            check_sarif,
-            lambda d: "runs" in d and "version" in d,
-        ),
-        AttachmentFormat(
-            "native",
-            AttachmentKind.SCAN,
-            "application/vnd.stella.findings+json",
-            "a native scan report",
-            check_native,
-            lambda d: "findings" in d,
-        ),
-        AttachmentFormat(
-            "in-toto",
-            AttachmentKind.ATTESTATION,
-            "application/vnd.in-toto+json",
-            "an in-toto Statement",
-            check_in_toto,
-            lambda d: "_type" in d,
-        ),
-        AttachmentFormat(
-            "dsse",
-            AttachmentKind.ATTESTATION,
-            "application/vnd.dsse.envelope.v1+json",
-            "a DSSE envelope",
-            check_dsse,
-            lambda d: "payloadType" in d,
-        ),
-    )
-}
+    for f in [
+        AttachmentFormat(*row)
+        for row in (
+            ("cyclonedx-vex", _VEX, _CDX, "CycloneDX VEX", check_cyclonedx_vex, _is_cdx_vex),
+            ("cyclonedx", _SBOM, _CDX, "CycloneDX", check_cyclonedx, lambda d: "bomFormat" in d),
+            ("spdx", _SBOM, "application/spdx+json", "SPDX", check_spdx, _is_spdx),
+            ("openvex", _VEX, "application/openvex+json", "OpenVEX", check_openvex, _is_openvex),
+            ("trivy", _SCAN, _VND + "aquasec.trivy.report+json", "a Trivy report", check_trivy,
+             lambda d: "SchemaVersion" in d and ("Results" in d or "ArtifactName" in d)),
+            ("grype", _SCAN, _VND + "anchore.grype.report+json", "a Grype report", check_grype,
+             lambda d: "matches" in d and ("descriptor" in d or "source" in d)),
+            ("sarif", _SCAN, "application/sarif+json", "SARIF", check_sarif,
+             lambda d: "runs" in d and "version" in d),
+            ("native", _SCAN, _VND + "stella.findings+json", "a native scan report", check_native,
+             lambda d: "findings" in d),
+            ("in-toto", _ATTESTATION, _VND + "in-toto+json", "an in-toto Statement",
+             check_in_toto, lambda d: "_type" in d),
+            ("dsse", _ATTESTATION, _VND + "dsse.envelope.v1+json", "a DSSE envelope", check_dsse,
+             lambda d: "payloadType" in d),
+        )
+    ]
+}  # fmt: skip
 
 
 def formats_of(kind: AttachmentKind | None) -> list[str]:

@@ -23,7 +23,7 @@ from stella.domain.attachment_formats import (
     formats_of,
     is_sha256_digest,
 )
-from stella.domain.errors import NotFound, PayloadTooLarge, ValidationFailed
+from stella.domain.errors import ImageNotFound, NotFound, PayloadTooLarge, ValidationFailed
 from stella.domain.ids import new_id
 from stella.domain.integrations import Integration
 from stella.domain.pagination import Page, PageRequest, encode_cursor
@@ -76,8 +76,11 @@ class ReferrerSource(Protocol):
     """Reads the referrers of an image, and their manifests and blobs, from one registry."""
 
     def referrers(self, path: str, digest: str) -> ReferrerListing: ...
-    def manifest(self, path: str, digest: str) -> dict[str, Any]: ...
-    def blob(self, path: str, digest: str, max_bytes: int) -> bytes: ...
+    def manifest(self, path: str, digest: str) -> dict[str, Any]:
+        """The manifest; ImageNotFound when the registry no longer has it."""
+
+    def blob(self, path: str, digest: str, max_bytes: int) -> bytes:
+        """The blob, at most `max_bytes`; ImageNotFound when the registry does not have it."""
 
 
 ReferrerSourceFactory = Callable[[str, Integration | None], ReferrerSource]
@@ -319,7 +322,11 @@ def _fetch(
     def skip(reason: str) -> None:
         result.skipped.append({"subject_digest": subject, "referrer": ref, "reason": reason})
 
-    manifest = source.manifest(path, ref)
+    try:
+        manifest = source.manifest(path, ref)
+    except ImageNotFound:  # a stale entry of the referrers tag index
+        skip("the referrer manifest is no longer in the registry")
+        return None
     config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
     config_type = str((config or {}).get("mediaType") or "")
     artifact_type = str(
@@ -344,7 +351,11 @@ def _fetch(
     if not is_sha256_digest(layer_digest):
         skip(f"the referrer's layer digest '{layer_digest[:80]}' is not sha256:<hex>")
         return None
-    content = source.blob(path, layer_digest, max_bytes)
+    try:
+        content = source.blob(path, layer_digest, max_bytes)
+    except ImageNotFound:
+        skip(f"the referrer's layer {layer_digest} is not in the registry")
+        return None
     try:
         fmt = classify(content, None, candidates)
     except DocumentRejected as exc:

@@ -17,7 +17,7 @@ import httpx
 
 from stella.adapters.registry.oci import OciRegistryClient, shared_client
 from stella.adapters.secrets import resolve_secret
-from stella.domain.errors import UpstreamUnavailable
+from stella.domain.errors import ImageNotFound, UpstreamUnavailable
 from stella.domain.integrations import Integration
 from stella.services.attachments import ReferrerListing, ReferrerSource
 
@@ -52,8 +52,11 @@ class OciReferrersClient(OciRegistryClient):
         return ReferrerListing("referrers-tag", self._descriptors(tagged, "referrers tag index"))
 
     def manifest(self, path: str, digest: str) -> dict[str, Any]:
-        """The manifest `digest` of `path`, checked against its digest."""
+        """The manifest `digest` of `path`, checked against its digest; ImageNotFound if gone."""
         response = self._request("GET", f"/v2/{path}/manifests/{digest}", f"repository:{path}:pull")
+        if response.status_code == 404:
+            msg = f"manifest {digest} not found in {self._host}/{path}"
+            raise ImageNotFound(msg)
         if response.status_code != 200:
             self._refused(response, f"manifest {path}@{digest}")
         body = self._verified(response.content, digest, f"manifest {path}@{digest}")
@@ -64,7 +67,7 @@ class OciReferrersClient(OciRegistryClient):
         return document
 
     def blob(self, path: str, digest: str, max_bytes: int) -> bytes:
-        """The blob `digest` of `path` (at most `max_bytes`), checked against its digest."""
+        """The blob `digest` of `path` (at most `max_bytes`), checked; ImageNotFound if gone."""
         scope = f"repository:{path}:pull"
         response = self._request("GET", f"/v2/{path}/blobs/{digest}", scope)
         if response.status_code in {301, 302, 303, 307, 308} and "location" in response.headers:
@@ -75,6 +78,9 @@ class OciReferrersClient(OciRegistryClient):
             except httpx.HTTPError as exc:
                 msg = f"blob storage of registry {self._host} is unreachable: {type(exc).__name__}"
                 raise UpstreamUnavailable(msg) from None
+        if response.status_code == 404:
+            msg = f"blob {digest} not found in {self._host}/{path}"
+            raise ImageNotFound(msg)
         if response.status_code != 200:
             self._refused(response, f"blob {path}@{digest}")
         if len(response.content) > max_bytes:
