@@ -61,16 +61,19 @@ class StellaClient:
         """A non-JSON body (artifacts)."""
         return self.send("GET", path).text
 
+    def _unreachable(self, exc: httpx.HTTPError) -> CliError:
+        if isinstance(exc, httpx.ConnectError):
+            return CliError(
+                f"cannot reach Stella at {self.url} (is the server running? set STELLA_URL)"
+            )
+        return CliError(f"request to {self.url} failed: {type(exc).__name__}")
+
     def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """The response of a successful request; CliError with one readable line otherwise."""
         try:
             response = self._http.request(method, path, **kwargs)
-        except httpx.ConnectError:
-            msg = f"cannot reach Stella at {self.url} (is the server running? set STELLA_URL)"
-            raise CliError(msg) from None
         except httpx.HTTPError as exc:
-            msg = f"request to {self.url} failed: {type(exc).__name__}"
-            raise CliError(msg) from None
+            raise self._unreachable(exc) from None
         if response.status_code == 401:
             msg = f"{describe_problem(response)} (set STELLA_TOKEN to a valid API token)"
             raise CliError(msg)
@@ -91,12 +94,8 @@ class StellaClient:
                     destination.write(chunk)
                     written += len(chunk)
                 return written
-        except httpx.ConnectError:
-            msg = f"cannot reach Stella at {self.url} (is the server running? set STELLA_URL)"
-            raise CliError(msg) from None
         except httpx.HTTPError as exc:
-            msg = f"request to {self.url} failed: {type(exc).__name__}"
-            raise CliError(msg) from None
+            raise self._unreachable(exc) from None
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})

@@ -66,6 +66,11 @@ def key_id(public_key: Ed25519PublicKey) -> str:
 
 def key_id_from_pem(public_key_pem: bytes) -> str:
     """The key id of a PEM public key (what signatures name); raises VerificationError."""
+    return key_id(load_public_key(public_key_pem))
+
+
+def load_public_key(public_key_pem: bytes) -> Ed25519PublicKey:
+    """An Ed25519 public key from PEM; VerificationError naming what is wrong otherwise."""
     try:
         key = serialization.load_pem_public_key(public_key_pem)
     except ValueError:
@@ -74,7 +79,7 @@ def key_id_from_pem(public_key_pem: bytes) -> str:
     if not isinstance(key, Ed25519PublicKey):
         msg = "the key is not an Ed25519 public key"
         raise VerificationError(msg)
-    return key_id(key)
+    return key
 
 
 def public_pem(public_key: Ed25519PublicKey) -> str:
@@ -155,14 +160,7 @@ class SigningKey:
 
 def verify_envelope(envelope: Any, public_key_pem: bytes) -> dict[str, Any]:
     """Verify a DSSE envelope with a public key; returns the in-toto statement."""
-    try:
-        key = serialization.load_pem_public_key(public_key_pem)
-    except ValueError:
-        msg = "the key file is not a PEM public key"
-        raise VerificationError(msg) from None
-    if not isinstance(key, Ed25519PublicKey):
-        msg = "the key is not an Ed25519 public key"
-        raise VerificationError(msg)
+    key = load_public_key(public_key_pem)
     if not isinstance(envelope, dict) or envelope.get("payloadType") != PAYLOAD_TYPE:
         msg = f"not a DSSE envelope with payloadType {PAYLOAD_TYPE}"
         raise VerificationError(msg)
