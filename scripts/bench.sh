@@ -25,4 +25,6 @@ echo "[bench] promotion gates: 50-rule policy, 1 client and 100 concurrent (SQLi
 run 300 bench.bench_gates
 echo "[bench] deployments: overhead vs docker CLI and Ansible, fan-out, 100 at once, 10,000 agents' heartbeats (SQLite, PostgreSQL)" >&2
 run 2400 bench.bench_deployments
+echo "[bench] evidence: sealing, export, offline verify and audit chain at 10,000 packets (SQLite, PostgreSQL)" >&2
+run 900 bench.bench_evidence
 "${PY[@]}" -m bench.report
