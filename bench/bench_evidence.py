@@ -244,6 +244,7 @@ def seal_packets(
             body, components, index = packet_body(rng, n, ids, utc_now())
             body_bytes += len(canonical_json(body))
             batch.append((ids["job"], components, body, index))
+        stored = []
         started = time.perf_counter()
         with uow_factory() as uow:
             for job_id, components, body, index in batch:
@@ -261,9 +262,10 @@ def seal_packets(
                 if packet is None:
                     msg = f"packet of job {job_id} was not stored (a duplicate?)"
                     raise RuntimeError(msg)
-                envelope_bytes += len(canonical_json(packet.envelope))
+                stored.append(packet.envelope)
             uow.commit()
         transactions.append(time.perf_counter() - started)
+        envelope_bytes += sum(len(canonical_json(envelope)) for envelope in stored)
         sealed += len(batch)
     seconds = sum(transactions)
     return {
