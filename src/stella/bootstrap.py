@@ -18,16 +18,20 @@ from stella.adapters.db.run_store import SqlRunStore
 from stella.adapters.db.unit_of_work import SqlAlchemyUnitOfWork
 from stella.adapters.executors import SshExecutor, render_compose_lockfile
 from stella.adapters.metrics import AGENTS_ONLINE, TARGETS_DRIFTED, PrometheusMetrics
+from stella.adapters.notify import WebhookNotifier
 from stella.adapters.pki import AgentCA
 from stella.adapters.policy.rego import RegoPolicyEvaluator
 from stella.adapters.registry.connectors import connector_factory
 from stella.adapters.secrets import resolve_secret, secret_dirs
 from stella.adapters.signing.keyring import KeyRing
 from stella.adapters.steps import builtin_registry
+from stella.adapters.vulndb.parsers import VulnDbParsers, advisory_index
 from stella.config import Settings
+from stella.domain.attachment_formats import parse_json
 from stella.domain.tenancy import Principal, Role
 from stella.domain.workflow_runs import WorkflowRun
 from stella.services import agents, audit_chain, deployments, drift, evidence, workflows
+from stella.services import promotions as promotions_svc
 from stella.services.agents import AgentSettings
 from stella.services.context import CallContext
 from stella.services.deploy_step import DeployStep, RollbackDeployStep
@@ -41,6 +45,7 @@ from stella.services.ports import (
     UnitOfWorkFactory,
 )
 from stella.services.promotions import PromotionServices, settle_deployments
+from stella.services.security import SecurityIngestHook, SecurityServices
 from stella.services.specs import RunSpec, WorkflowSpec
 from stella.services.steps import StepRegistry
 from stella.services.workflow_engine import RunAdvancer, TemplateCache, WorkflowEngine
@@ -73,6 +78,8 @@ class Container:
     agent_ca: AgentCA
     agent_settings: AgentSettings
     deployments: DeploymentServices
+    security: SecurityServices
+    security_hook: SecurityIngestHook
 
     def make_worker(self, name: str | None = None) -> Worker:
         """A worker on this container's database, named `host:pid:random` unless given."""
@@ -191,6 +198,28 @@ def build_container(settings: Settings, engine: Engine | None = None) -> Contain
         spec = WorkflowSpec.model_validate(DEFAULT_DEPLOY_WORKFLOW)
         return workflows.save_template(uow, ctx, spec, steps).template.name
 
+    promotion_services = PromotionServices(
+        uow,
+        RegoPolicyEvaluator(),
+        signing_key,
+        start_run,
+        cancel_run,
+        PrometheusMetrics(),
+        default_workflow,
+    )
+    security_services = SecurityServices(
+        uow=uow,
+        clock=utc_now,
+        parsers=VulnDbParsers(),
+        matcher_factory=advisory_index,
+        notify=WebhookNotifier(
+            settings.security_webhook_url, settings.security_webhook_secret, resolve_secret
+        )
+        if settings.security_webhook_url
+        else None,
+        regate=lambda ctx, ref: promotions_svc.reevaluate(promotion_services, ctx, ref),
+        metrics=PrometheusMetrics(),
+    )
     return Container(
         settings=settings,
         engine=db,
@@ -203,19 +232,13 @@ def build_container(settings: Settings, engine: Engine | None = None) -> Contain
         run_store=run_store,
         templates=templates,
         advancer=advancer,
-        promotions=PromotionServices(
-            uow,
-            RegoPolicyEvaluator(),
-            signing_key,
-            start_run,
-            cancel_run,
-            PrometheusMetrics(),
-            default_workflow,
-        ),
+        promotions=promotion_services,
         signing_key=signing_key,
         agent_ca=AgentCA.load_or_create(settings.keys_dir),
         agent_settings=agent_settings,
         deployments=deployment_services,
+        security=security_services,
+        security_hook=SecurityIngestHook(security_services, parse_json),
     )
 
 

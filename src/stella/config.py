@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     audit_checkpoint_seconds: float = Field(
         default=600.0, ge=1, le=86_400, description="how often workers sign an audit checkpoint"
     )
+    security_webhook_url: str | None = Field(
+        default=None, description="URL told about changed security verdicts (HMAC-signed POST)"
+    )
+    security_webhook_secret: str | None = Field(
+        default=None, description="secret reference (env:NAME, file:/path) of the HMAC key"
+    )
     attachment_max_bytes: int = Field(
         default=10 * 1024 * 1024,
         ge=1024,

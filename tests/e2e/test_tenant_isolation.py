@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import UTC, datetime
@@ -14,7 +15,49 @@ from tests.support.promotions import build_estate
 
 BODIES = {
     "override": {"gate": "freeze_window", "reason": "isolation test reason"},
+    "corrections": {"reason": "isolation test reason"},
 }
+ADVISORY = {
+    "id": "GHSA-iso0-0000-0000",
+    "aliases": ["CVE-2099-0001"],
+    "modified": "2026-01-01T00:00:00Z",
+    "affected": [
+        {
+            "package": {"ecosystem": "PyPI", "name": "requests"},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}],
+        }
+    ],
+}
+
+
+def _security_ids(api, digest: str) -> dict[str, str]:
+    """A scan, an attachment, an advisory and a waiver of this tenant."""
+    scan = api.post("/scans", {"digest": digest, "findings": []}).json()
+    sbom = {"bomFormat": "CycloneDX", "specVersion": "1.5", "components": []}
+    attachment = api.request(
+        "POST",
+        "/sboms",
+        params={"digest": digest},
+        content=json.dumps(sbom),
+        headers={"Content-Type": "application/json"},
+    ).json()
+    imported = api.request(
+        "POST",
+        "/advisories/import",
+        content=json.dumps(ADVISORY),
+        headers={"Content-Type": "application/json"},
+    )
+    assert imported.json()["added"] == 1, imported.text
+    waiver = api.post(
+        "/waivers",
+        {"advisory": "CVE-2099-0001", "package": "requests", "reason": "iso", "ttl": "1d"},
+    ).json()
+    return {
+        "scans": scan["id"],
+        "attachments": attachment["id"],
+        "advisories": "GHSA-iso0-0000-0000",
+        "waivers": waiver["id"],
+    }
 
 
 def _enrolled_agent(api, client) -> str:
@@ -78,6 +121,8 @@ def test_no_endpoint_reveals_or_changes_another_tenants_resources(
         "policies": "prod-rules",
         "agents": _enrolled_agent(api, client),
         "deployments": _deployment_job(container, api, estate.release_id),
+        "evidence": api.get("/evidence").json()["items"][0]["id"],
+        **_security_ids(api, estate.digest),
     }
     paths = client.get("/openapi.json").json()["paths"]
     checked = []
@@ -86,7 +131,12 @@ def test_no_endpoint_reveals_or_changes_another_tenants_resources(
             continue  # the webhook authenticates by its secret, not by tenant tokens
         resource = template.split("/")[3]
         path = template.removeprefix("/api/v1")
-        path = re.sub(r"\{(ref|name|run_id)\}", values[resource], path, count=1)
+        path = re.sub(
+            r"\{(ref|name|run_id|scan_id|advisory_id|waiver_id)\}",
+            values[resource],
+            path,
+            count=1,
+        )
         path = path.replace("{version}", "1").replace("{seq}", "1").replace("{step_id}", "ask")
         path = path.replace("{name}", "task.json")
         for method in operations:

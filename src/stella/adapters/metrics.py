@@ -41,6 +41,11 @@ STEPS = Histogram(
     ["step_type"],
     buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 1800),
 )
+VERDICT_CHANGES = Counter(
+    "release_verdict_changed_total",
+    "Security verdicts of image digests that changed, by environment and new state",
+    ["environment", "state"],
+)
 EVIDENCE = Counter("release_evidence_packets_total", "Evidence packets sealed", ["kind"])
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"])
 HTTP_DURATION = Histogram(
@@ -62,6 +67,9 @@ class PrometheusMetrics:
 
     def evidence_sealed(self, kind: str) -> None:
         EVIDENCE.labels(kind=kind).inc()
+
+    def verdict_changed(self, environment: str, state: str) -> None:
+        VERDICT_CHANGES.labels(environment=environment, state=state).inc()
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:

@@ -24,6 +24,7 @@ from stella.api.routes import (
     misc,
     promotions,
     releases,
+    security,
     targets,
     workflows,
 )
@@ -81,13 +82,14 @@ def create_app(container: Container) -> FastAPI:
         evidence,
         misc,
         attachments,
+        security,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     install_problem_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=container.settings.max_body_bytes,
-        upload_paths=attachments.UPLOAD_PATHS,
+        upload_paths=attachments.UPLOAD_PATHS | security.UPLOAD_PATHS,
         upload_max_bytes=container.settings.attachment_max_bytes,
     )
     app.add_middleware(RequestContextMiddleware)

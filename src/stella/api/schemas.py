@@ -16,7 +16,12 @@ from stella.domain.releases import Release
 from stella.domain.targets import Target
 from stella.domain.tenancy import User
 from stella.services.apply import ApplyResult
-from stella.services.specs import ApprovalPolicySpec, DeploymentPolicySpec, FreezeWindowSpec
+from stella.services.specs import (
+    ApprovalPolicySpec,
+    DeploymentPolicySpec,
+    FreezeWindowSpec,
+    SecurityPolicySpec,
+)
 
 T = TypeVar("T")
 
@@ -40,6 +45,7 @@ class EnvironmentOut(BaseModel):
     freeze_windows: list[FreezeWindowSpec]
     promotion_workflow: str | None
     deployment: DeploymentPolicySpec
+    security: SecurityPolicySpec
     created_at: datetime
     updated_at: datetime
 
@@ -73,6 +79,7 @@ class EnvironmentOut(BaseModel):
             ],
             promotion_workflow=e.promotion_workflow,
             deployment=DeploymentPolicySpec(**e.deployment.to_json()),
+            security=SecurityPolicySpec(**e.security.to_json()),
             created_at=e.created_at,
             updated_at=e.updated_at,
         )

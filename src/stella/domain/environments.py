@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from stella.domain.deployments import DeploymentPolicy
 from stella.domain.durations import parse_duration
 from stella.domain.errors import FieldError
+from stella.domain.security import SecurityPolicy
 from stella.domain.tenancy import Role
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -83,6 +84,7 @@ class Environment:
     description: str = field(default="")
     promotion_workflow: str | None = None  # template run when a promotion into it is approved
     deployment: DeploymentPolicy = field(default_factory=DeploymentPolicy)
+    security: SecurityPolicy = field(default_factory=SecurityPolicy)
 
 
 def _parse_instant(value: str, path: str, errors: list[FieldError]) -> datetime | None:

@@ -166,3 +166,188 @@ class Verdict:
             "waived": self.waived,
             "findings": self.findings,
         }
+
+
+# --- the verdict --------------------------------------------------------------------------
+
+
+def _purl_base(purl: str) -> str:
+    """A purl without version, qualifiers and subpath: `pkg:deb/debian/openssl`."""
+    return purl.split("?", 1)[0].split("#", 1)[0].split("@", 1)[0].lower()
+
+
+def _subcomponent_matches(finding: Finding, subcomponent: str) -> bool:
+    if finding.purl is None:
+        return subcomponent.lower() == finding.package.lower()
+    if "@" in subcomponent.split("?", 1)[0]:  # a versioned purl names that version only
+        return subcomponent.split("?", 1)[0].lower() == finding.purl.split("?", 1)[0].lower()
+    return _purl_base(subcomponent) == _purl_base(finding.purl)
+
+
+def _specificity(statement: VexStatement, digest: str, finding: Finding) -> int | None:
+    """How precisely `statement` names this finding (higher wins), or None if it does not.
+    A product given as the image digest beats a purl or no product; a named subcomponent beats
+    none."""
+    if not statement.ids & finding.ids:
+        return None
+    score = 0
+    if statement.products:
+        if digest in statement.products:
+            score += 2
+        elif finding.purl and any(
+            _purl_base(p) == _purl_base(finding.purl) for p in statement.products
+        ):
+            score += 1
+        else:
+            return None
+    if statement.subcomponents:
+        if not any(_subcomponent_matches(finding, s) for s in statement.subcomponents):
+            return None
+        score += 1
+    return score
+
+
+def applicable_vex(
+    statements: list[VexStatement], digest: str, finding: Finding
+) -> VexStatement | None:
+    """The statement that decides `finding`: the most specific; among equals, the newest (a
+    statement without a timestamp counts as oldest); among those, the last one given."""
+    best: tuple[int, datetime | None, int] | None = None
+    chosen = None
+    for order, statement in enumerate(statements):
+        score = _specificity(statement, digest, finding)
+        if score is None:
+            continue
+        key = (score, statement.timestamp, order)
+        if best is None or _newer(key, best):
+            best, chosen = key, statement
+    return chosen
+
+
+def _newer(key: tuple[int, datetime | None, int], other: tuple[int, datetime | None, int]) -> bool:
+    if key[0] != other[0]:
+        return key[0] > other[0]
+    if key[1] != other[1]:
+        if key[1] is None or other[1] is None:
+            return other[1] is None
+        return key[1] > other[1]
+    return key[2] > other[2]
+
+
+def _waiver_for(
+    waivers: list[Waiver], finding: Finding, environment: str, now: datetime
+) -> Waiver | None:
+    for waiver in waivers:
+        if waiver.expires_at <= now or waiver.advisory_id not in finding.ids:
+            continue
+        if waiver.environment not in (None, environment):
+            continue
+        names = {finding.package.lower()}
+        if finding.purl:
+            names |= {finding.purl.lower(), _purl_base(finding.purl)}
+        if waiver.package.lower() in names or _purl_base(waiver.package) in names:
+            return waiver
+    return None
+
+
+def _describe(finding: Finding) -> dict[str, Any]:
+    return {
+        "advisory_id": finding.advisory_id,
+        "aliases": list(finding.aliases),
+        "package": finding.package,
+        "purl": finding.purl,
+        "installed_version": finding.installed_version,
+        "fixed_version": finding.fixed_version,
+        "severity": finding.severity,
+        "reachable": finding.reachable,
+        "source": finding.source,
+    }
+
+
+def evaluate_verdict(
+    digest: str,
+    findings: list[Finding],
+    statements: list[VexStatement],
+    waivers: list[Waiver],
+    policy: SecurityPolicy,
+    environment: str,
+    now: datetime,
+    evidence_at: datetime | None,
+) -> Verdict:
+    """The verdict for one image digest in one environment.
+
+    `evidence_at` is when the newest scan or SBOM of the digest arrived (None: there is none).
+    A finding blocks when its severity is one the policy blocks, it is not marked unreachable
+    (with `reachable_only`), no VEX statement says `not_affected` or `fixed` for it, and no
+    unexpired waiver covers it.
+    """
+    if evidence_at is None:
+        return Verdict("unknown", "no scan or SBOM")
+    if policy.max_scan_age_days is not None:
+        age = (now - evidence_at).total_seconds() / 86_400
+        if age > policy.max_scan_age_days:
+            return Verdict(
+                "unknown",
+                f"the newest scan or SBOM is {int(age)} days old "
+                f"(more than {policy.max_scan_age_days})",
+            )
+    blocking, suppressed, waived = [], [], []
+    seen: set[tuple[str, str]] = set()
+    for finding in sorted(findings, key=lambda f: (f.advisory_id, f.package, f.source)):
+        key = (finding.advisory_id, finding.purl or finding.package)
+        if key in seen:  # the same hit reported by a scan and by an advisory match
+            continue
+        seen.add(key)
+        if finding.severity not in policy.blocking_severities:
+            continue
+        if policy.reachable_only and finding.reachable is False:
+            continue
+        statement = applicable_vex(statements, digest, finding)
+        if statement is not None and statement.status in SUPPRESSING_STATUSES:
+            suppressed.append(
+                _describe(finding)
+                | {
+                    "vex": {
+                        "status": statement.status,
+                        "justification": statement.justification,
+                        "document": statement.document,
+                        "vulnerability": statement.vulnerability,
+                    }
+                }
+            )
+            continue
+        waiver = _waiver_for(waivers, finding, environment, now)
+        if waiver is not None:
+            waived.append(
+                _describe(finding)
+                | {"waiver": {"id": waiver.id, "reason": waiver.reason,
+                              "expires_at": waiver.expires_at.isoformat()}}
+            )  # fmt: skip
+            continue
+        blocking.append(_describe(finding))
+    if blocking:
+        counts: dict[str, int] = {}
+        for item in blocking:
+            counts[item["severity"]] = counts.get(item["severity"], 0) + 1
+        summary = ", ".join(
+            f"{counts[s]} {s}"
+            for s in ("critical", "high", "medium", "low", "unknown")
+            if s in counts
+        )
+        ids = ", ".join(sorted({b["advisory_id"] for b in blocking})[:5])
+        qualifier = "reachable or of unknown reachability, " if policy.reachable_only else ""
+        return Verdict(
+            "fail",
+            f"{summary} ({ids}) {qualifier}not covered by VEX or a waiver",
+            blocking,
+            suppressed,
+            waived,
+            len(findings),
+        )
+    notes = []
+    if suppressed:
+        notes.append(f"{len(suppressed)} suppressed by VEX")
+    if waived:
+        notes.append(f"{len(waived)} waived")
+    reason = "no blocking findings" + (f" ({', '.join(notes)})" if notes else "")
+    return Verdict("pass", reason, [], suppressed, waived, len(findings))

@@ -97,6 +97,17 @@ class Discovery:
     skipped: list[dict[str, Any]] = field(default_factory=list)
 
 
+class IngestHook(Protocol):
+    """Turns a newly stored SBOM or VEX document into security data (services/security.py):
+    `ingest` runs in the storing transaction, `settle` after it committed."""
+
+    def ingest(
+        self, uow: UnitOfWork, tenant_id: uuid.UUID, attachment: dict[str, Any], content: bytes
+    ) -> list[str]: ...
+
+    def settle(self, tenant_id: uuid.UUID, digests: list[str], cause: str) -> object: ...
+
+
 def _check_subject(digest: str) -> None:
     if not is_sha256_digest(digest):
         raise ValidationFailed.single("digest", "must be sha256:<64 lowercase hex>")
@@ -113,7 +124,11 @@ def _format_of(upload: Upload) -> AttachmentFormat:
 
 
 def add_attachment(
-    uow_factory: UnitOfWorkFactory, ctx: CallContext, upload: Upload, max_bytes: int
+    uow_factory: UnitOfWorkFactory,
+    ctx: CallContext,
+    upload: Upload,
+    max_bytes: int,
+    hook: IngestHook | None = None,
 ) -> Added:
     """Validate and store one document; the same bytes for the same image are stored once."""
     noun = f"{upload.kind}s" if upload.kind else "attachments"
@@ -125,8 +140,21 @@ def add_attachment(
     fmt = _format_of(upload)
     with uow_factory() as uow:
         added = _store(uow, ctx, upload, fmt)
+        touched = _ingest(hook, uow, ctx, added, upload.content)
         uow.commit()
+    if hook is not None and touched:
+        hook.settle(ctx.principal.tenant_id, touched, f"{fmt.kind} {added.attachment['digest']}")
     return added
+
+
+def _ingest(
+    hook: IngestHook | None, uow: UnitOfWork, ctx: CallContext, added: Added, content: bytes
+) -> list[str]:
+    """SBOMs and VEX documents feed the security verdicts (also when re-uploaded, so an SBOM
+    stored before the feed existed can be ingested again)."""
+    if hook is None or added.attachment["kind"] not in ("sbom", "vex"):
+        return []
+    return hook.ingest(uow, ctx.principal.tenant_id, added.attachment, content)
 
 
 def _store(uow: UnitOfWork, ctx: CallContext, upload: Upload, fmt: AttachmentFormat) -> Added:
@@ -275,6 +303,7 @@ def discover_referrers(
     release: str | None,
     sources: ReferrerSourceFactory,
     max_bytes: int,
+    hook: IngestHook | None = None,
 ) -> Discovery:
     """Store the SBOMs, VEX documents and attestations the registry holds as referrers of the
     image (or of every image of a release). Idempotent: known documents are reported as
@@ -305,7 +334,7 @@ def discover_referrers(
             upload = _fetch(source, parsed.path, subject, descriptor, max_bytes, result)
             if upload is not None:
                 uploads.append(upload)
-    _store_discovered(uow_factory, ctx, uploads, result)
+    _store_discovered(uow_factory, ctx, uploads, result, hook)
     return result
 
 
@@ -365,11 +394,19 @@ def _fetch(
 
 
 def _store_discovered(
-    uow_factory: UnitOfWorkFactory, ctx: CallContext, uploads: list[Upload], result: Discovery
+    uow_factory: UnitOfWorkFactory,
+    ctx: CallContext,
+    uploads: list[Upload],
+    result: Discovery,
+    hook: IngestHook | None,
 ) -> None:
+    touched: list[str] = []
     with uow_factory() as uow:
         for upload in uploads:
             assert upload.format is not None  # noqa: S101 - classified while fetching
             added = _store(uow, ctx, upload, FORMATS[upload.format])
             (result.added if added.created else result.existing).append(added.attachment)
+            touched += _ingest(hook, uow, ctx, added, upload.content)
         uow.commit()
+    if hook is not None and touched:
+        hook.settle(ctx.principal.tenant_id, sorted(set(touched)), "referrers discovered")

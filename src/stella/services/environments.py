@@ -19,6 +19,7 @@ from stella.domain.environments import (
 from stella.domain.errors import Conflict, FieldError, NotFound, ValidationFailed
 from stella.domain.ids import new_id
 from stella.domain.pagination import Page, PageRequest
+from stella.domain.security import SecurityPolicy
 from stella.domain.tenancy import Permission
 from stella.services.changes import changed_fields
 from stella.services.context import CallContext, record, require
@@ -59,6 +60,7 @@ def build_environment(
         updated_at=now,
         promotion_workflow=spec.promotion_workflow,
         deployment=DeploymentPolicy(**spec.deployment.model_dump()),
+        security=SecurityPolicy.from_json(spec.security.model_dump()),
     )
 
 
@@ -129,6 +131,10 @@ def update_environment(
         changes_in = patch.model_dump(exclude_unset=True)
         if patch.deployment is not None:  # a partial `deployment` changes only what it names
             changes_in["deployment"] = base["deployment"] | patch.deployment.model_dump(
+                exclude_unset=True
+            )
+        if patch.security is not None:  # likewise for `security`
+            changes_in["security"] = base["security"] | patch.security.model_dump(
                 exclude_unset=True
             )
         data = base | changes_in

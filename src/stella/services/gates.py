@@ -114,6 +114,43 @@ def freeze_window(ctx: Context) -> GateResult:
 
 
 def security(ctx: Context) -> GateResult:
+    """Each component's verdict under the environment's security policy (see
+    `stella.domain.security.evaluate_verdict`): findings from scans and advisory matches, minus
+    those VEX says are not affected or fixed, minus waived ones."""
+    if "security" not in ctx:
+        return _security_before_verdicts(ctx)
+    from stella.services.security import verdict_from_context
+
+    recorded = ctx["security"]
+    now = datetime.fromisoformat(ctx["now"])
+    policy_blocks_unknown = recorded["policy"]["on_unknown"] == "block"
+    missing, blocking, verdicts = [], [], {}
+    for component in ctx["release"]["components"]:
+        verdict = verdict_from_context(recorded, component["digest"], now)
+        verdicts[component["name"]] = verdict.to_json()
+        if verdict.state == "unknown" and policy_blocks_unknown:
+            missing.append(component["name"])
+        elif verdict.state == "fail":
+            blocking.append(f"{component['name']}: {verdict.reason}")
+    details = {"verdicts": verdicts}
+    if missing:
+        reasons = "; ".join(verdicts[m]["reason"] for m in missing)
+        return _result(
+            "security",
+            False,
+            f"no scan verdict for {', '.join(missing)} ({reasons})",
+            recorded,
+            details | {"missing": missing},
+        )
+    if blocking:
+        return _result("security", False, "; ".join(blocking), recorded, details)
+    passed = "; ".join(f"{name}: {v['reason']}" for name, v in verdicts.items())
+    return _result("security", True, passed or "no components", recorded, details)
+
+
+def _security_before_verdicts(ctx: Context) -> GateResult:
+    """The gate as it was before security decisioning: kept so that decisions recorded then
+    replay identically."""
     inputs = {"verdicts": ctx["verdicts"]}
     missing, blocking = [], []
     for component in ctx["release"]["components"]:
@@ -237,10 +274,27 @@ def policy_input(ctx: Context, so_far: list[GateResult]) -> dict[str, Any]:
         "source": ctx["source"],
         "target": {k: v for k, v in ctx["target"].items() if k != "freeze_windows"},
         "approvals": ctx["approvals"],
-        "verdicts": ctx["verdicts"],
+        "verdicts": ctx["verdicts"] if "verdicts" in ctx else _policy_verdicts(ctx),
         "now": ctx["now"],
         "gate_results": [r.to_json() for r in so_far],
     }
+
+
+def _policy_verdicts(ctx: Context) -> dict[str, Any]:
+    """`input.verdicts` for Rego: per digest its state, blocking advisory ids and finding count
+    under the target environment's security policy."""
+    from stella.services.security import verdict_from_context
+
+    now = datetime.fromisoformat(ctx["now"])
+    found = {}
+    for component in ctx["release"]["components"]:
+        verdict = verdict_from_context(ctx["security"], component["digest"], now)
+        found[component["digest"]] = {
+            "state": verdict.state,
+            "blocking": sorted({b["advisory_id"] for b in verdict.blocking}),
+            "findings": verdict.findings,
+        }
+    return found
 
 
 def _overrides(ctx: Context, gate: str) -> list[dict[str, Any]]:

@@ -16,6 +16,9 @@ class Metrics(Protocol):
     def evidence_sealed(self, kind: str) -> None:
         """An evidence packet of `kind` (promotion_decision, deployment) was sealed."""
 
+    def verdict_changed(self, environment: str, state: str) -> None:
+        """A digest's security verdict in `environment` changed to `state`."""
+
 
 class NoMetrics:
     """Metrics that go nowhere (tests of services that do not care)."""
@@ -30,4 +33,7 @@ class NoMetrics:
         return None
 
     def evidence_sealed(self, kind: str) -> None:
+        return None
+
+    def verdict_changed(self, environment: str, state: str) -> None:
         return None

@@ -34,6 +34,14 @@ from stella.services.evidence_ports import (
     EvidenceRepository,
     SigningKeyRepository,
 )
+from stella.services.security_ports import (
+    AdvisoryMatchRepository,
+    AdvisoryRepository,
+    SbomRepository,
+    SecurityVerdictRepository,
+    VexRepository,
+    WaiverRepository,
+)
 
 Clock = Callable[[], datetime]
 """Returns the current time, timezone-aware UTC; tests and replay pin it."""
@@ -242,6 +250,7 @@ class PolicyRepository(Protocol):
 
 class VerdictRepository(Protocol):
     def add(self, values: dict[str, Any]) -> None: ...
+    def get(self, tenant_id: uuid.UUID, scan_id: str) -> dict[str, Any] | None: ...
     def latest_for(self, tenant_id: uuid.UUID, digests: list[str]) -> dict[str, dict[str, Any]]: ...
 
 
@@ -311,6 +320,18 @@ class UnitOfWork(Protocol):
     def chain(self) -> AuditChainRepository: ...
     @property
     def signing_keys(self) -> SigningKeyRepository: ...
+    @property
+    def sboms(self) -> SbomRepository: ...
+    @property
+    def vex(self) -> VexRepository: ...
+    @property
+    def advisories(self) -> AdvisoryRepository: ...
+    @property
+    def advisory_matches(self) -> AdvisoryMatchRepository: ...
+    @property
+    def waivers(self) -> WaiverRepository: ...
+    @property
+    def security_verdicts(self) -> SecurityVerdictRepository: ...
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(

@@ -34,7 +34,7 @@ from stella.domain.releases import Release, ReleaseState
 from stella.domain.targets import Target, TargetState
 from stella.domain.tenancy import Permission, Principal, Role
 from stella.domain.workflow_runs import WorkflowRun
-from stella.services import deployments, evidence, gates, workflows
+from stella.services import deployments, evidence, gates, security, workflows
 from stella.services.context import CallContext, record, require
 from stella.services.metrics import Metrics, NoMetrics
 from stella.services.ports import DecisionSigner, UnitOfWork, UnitOfWorkFactory
@@ -196,7 +196,9 @@ def build_context(uow: UnitOfWork, promotion: Promotion, now: datetime) -> dict[
     components = [
         {"name": c.name, "repository": c.repository, "digest": c.digest} for c in release.components
     ]
-    verdicts = uow.verdicts.latest_for(tenant_id, [c["digest"] for c in components])
+    security_input = security.security_context(
+        uow, tenant_id, target, [c["digest"] for c in components], now
+    )
     targets = environment_targets(uow, tenant_id, target.id)
     policies = []
     for name in target.policies:
@@ -268,10 +270,7 @@ def build_context(uow: UnitOfWork, promotion: Promotion, now: datetime) -> dict[
             }
             for a in uow.promotions.approvals(promotion.id)
         ],
-        "verdicts": {
-            d: {"scan_id": str(v["id"]), "blocking": v["blocking"], "findings": len(v["findings"])}
-            for d, v in verdicts.items()
-        },
+        "security": security_input,
         "targets": [
             _target_context(uow, target, t, drift=promotion.kind != "rollback") for t in targets
         ],

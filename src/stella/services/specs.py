@@ -5,7 +5,7 @@ Unknown fields are rejected everywhere (`extra="forbid"`) so a typo never silent
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -58,6 +58,30 @@ class DeploymentPolicySpec(Spec):
     )
 
 
+Severity = Literal["critical", "high", "medium", "low", "unknown"]
+
+
+def _blocking_default() -> list[Severity]:
+    return ["critical", "high"]
+
+
+class SecurityPolicySpec(Spec):
+    blocking_severities: list[Severity] = Field(
+        default_factory=_blocking_default,
+        description="severities whose findings block the security gate",
+    )
+    reachable_only: bool = Field(
+        default=True,
+        description="findings a report marks unreachable (`reachable: false`) do not block",
+    )
+    max_scan_age_days: int | None = Field(
+        default=None, ge=1, le=3650, description="older scans and SBOMs give an unknown verdict"
+    )
+    on_unknown: Literal["block", "pass"] = Field(
+        default="block", description="what a digest without scan or SBOM means for the gate"
+    )
+
+
 class EnvironmentSpec(Spec):
     name: str = NAME
     slug: str = Field(min_length=1, max_length=63)
@@ -73,6 +97,7 @@ class EnvironmentSpec(Spec):
         default=None, max_length=128, description="workflow run when a promotion is approved"
     )
     deployment: DeploymentPolicySpec = Field(default_factory=DeploymentPolicySpec)
+    security: SecurityPolicySpec = Field(default_factory=SecurityPolicySpec)
 
 
 class EnvironmentPatch(Spec):
@@ -87,6 +112,7 @@ class EnvironmentPatch(Spec):
     state: EnvironmentState | None = None
     promotion_workflow: str | None = Field(default=None, max_length=128)
     deployment: DeploymentPolicySpec | None = None
+    security: SecurityPolicySpec | None = None
 
 
 class TargetSpec(Spec):
@@ -236,5 +262,11 @@ class FindingSpec(Spec):
 
 class ScanSpec(Spec):
     digest: str = Field(pattern=r"^sha256:[a-f0-9]{64}$")
-    format: str = "native"
-    findings: list[FindingSpec] = Field(default_factory=list)
+    format: Literal["native", "trivy", "grype", "sarif", "cyclonedx"] = "native"
+    findings: list[FindingSpec] = Field(
+        default_factory=list, description="native format: the findings themselves"
+    )
+    report: dict[str, Any] | None = Field(
+        default=None,
+        description="trivy, grype, sarif, cyclonedx (or native): the report as the tool wrote it",
+    )

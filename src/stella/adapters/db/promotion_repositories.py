@@ -285,6 +285,17 @@ class SqlVerdictRepository:
     def add(self, values: dict[str, Any]) -> None:
         execute(self._conn, insert(t.scan_verdicts).values(values))
 
+    def get(self, tenant_id: uuid.UUID, scan_id: str) -> dict[str, Any] | None:
+        v = t.scan_verdicts
+        try:
+            wanted = uuid.UUID(scan_id)
+        except ValueError:
+            return None
+        row = execute(
+            self._conn, v.select().where(v.c.tenant_id == tenant_id, v.c.id == wanted)
+        ).first()
+        return None if row is None else dict(mapping(row))
+
     def latest_for(self, tenant_id: uuid.UUID, digests: list[str]) -> dict[str, dict[str, Any]]:
         v = t.scan_verdicts
         stmt = (

@@ -28,6 +28,7 @@ from stella.domain.evidence import ChainEntryType, audit_event_digest
 from stella.domain.integrations import Integration, IntegrationType
 from stella.domain.pagination import Page, PageRequest
 from stella.domain.releases import ComponentDigest, Release, ReleaseState
+from stella.domain.security import SecurityPolicy
 from stella.domain.targets import HealthStatus, Target, TargetState, TargetType
 from stella.domain.tenancy import Principal, Role, Tenant, User
 
@@ -122,6 +123,7 @@ class SqlEnvironmentRepository(SqlRepository[Environment]):
             updated_at=m["updated_at"],
             promotion_workflow=m["promotion_workflow"],
             deployment=DeploymentPolicy.from_json(m["deployment_policy"]),
+            security=SecurityPolicy.from_json(m["security_policy"]),
         )
 
     def _to_row(self, entity: Environment) -> dict[str, Any]:
@@ -135,6 +137,7 @@ class SqlEnvironmentRepository(SqlRepository[Environment]):
             {k: v for k, v in asdict(w).items() if v is not None} for w in entity.freeze_windows
         ]
         row["deployment_policy"] = row.pop("deployment")
+        row["security_policy"] = row.pop("security")
         return row
 
     def get_by_id(self, tenant_id: uuid.UUID, id_: uuid.UUID) -> Environment | None:

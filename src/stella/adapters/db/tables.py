@@ -132,6 +132,7 @@ environments = Table(
     Column("deployment_policy", JsonDocument, nullable=True),  # added in revision 0004
     UniqueConstraint("tenant_id", "slug"),
     UniqueConstraint("tenant_id", "promotion_order"),
+    Column("security_policy", JsonDocument, nullable=True),
 )
 
 targets = Table(
@@ -455,6 +456,7 @@ scan_verdicts = Table(
     Column("created_by_name", String(128), nullable=False),
     Index(None, "tenant_id", "id"),
     Index(None, "tenant_id", "digest", "id"),
+    Column("report_digest", String(71), nullable=True),
 )
 
 agents = Table(
@@ -648,4 +650,94 @@ signing_keys = Table(
     Column("public_key_pem", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("retired_at", UtcDateTime, nullable=True),
+)
+
+sbom_components = Table(
+    "sbom_components",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("digest", String(140), nullable=False),  # the image the SBOM describes
+    Column("attachment_digest", String(71), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("version", String(256), nullable=True),
+    Column("purl", String(1024), nullable=True),
+    Column("ecosystem", String(64), nullable=True),
+    Index(None, "tenant_id", "digest"),
+    Index(None, "tenant_id", "ecosystem", "name"),
+)
+
+vex_statements = Table(
+    "vex_statements",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("attachment_digest", String(71), nullable=False),
+    Column("vulnerability", String(128), nullable=False),
+    Column("statement", JsonDocument, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "tenant_id", "vulnerability"),
+    Index(None, "tenant_id", "id"),
+)
+
+advisories = Table(
+    "advisories",
+    metadata,
+    Column("tenant_id", Uuid, ForeignKey("tenants.id"), primary_key=True),
+    Column("advisory_id", String(128), primary_key=True),
+    Column("aliases", JsonDocument, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("cvss_score", Float, nullable=True),
+    Column("cvss_vector", String(255), nullable=True),
+    Column("modified", UtcDateTime, nullable=True),
+    Column("published", UtcDateTime, nullable=True),
+    Column("affected", JsonDocument, nullable=False),
+    Column("digest", String(71), nullable=False),  # of the advisory as imported
+    Column("imported_at", UtcDateTime, nullable=False),
+)
+
+advisory_matches = Table(
+    "advisory_matches",
+    metadata,
+    Column("tenant_id", Uuid, ForeignKey("tenants.id"), primary_key=True),
+    Column("digest", String(140), primary_key=True),
+    Column("advisory_id", String(128), primary_key=True),
+    Column("package", String(512), primary_key=True),
+    Column("finding", JsonDocument, nullable=False),
+    Index(None, "tenant_id", "advisory_id"),
+)
+
+waivers = Table(
+    "waivers",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("advisory_id", String(128), nullable=False),
+    Column("package", String(1024), nullable=False),
+    Column("environment", String(63), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by_name", String(128), nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index(None, "tenant_id", "id"),
+)
+
+security_verdicts = Table(
+    "security_verdicts",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("digest", String(140), nullable=False),
+    Column("environment_id", Uuid, ForeignKey("environments.id"), nullable=False),
+    Column("state", String(16), nullable=False),  # pass | fail | unknown
+    Column("reason", Text, nullable=False),
+    Column("blocking", JsonDocument, nullable=False),
+    Column("previous_state", String(16), nullable=True),
+    Column("previous_blocking", JsonDocument, nullable=True),
+    Column("cause", String(255), nullable=False),
+    Column("computed_at", UtcDateTime, nullable=False),
+    Index(None, "tenant_id", "id"),
+    Index(None, "tenant_id", "digest", "environment_id", "computed_at"),
 )

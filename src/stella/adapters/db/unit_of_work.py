@@ -38,6 +38,14 @@ from stella.adapters.db.repositories import (
     SqlTokenRepository,
     SqlUserRepository,
 )
+from stella.adapters.db.security_repositories import (
+    SqlAdvisoryMatchRepository,
+    SqlAdvisoryRepository,
+    SqlSbomRepository,
+    SqlSecurityVerdictRepository,
+    SqlVexRepository,
+    SqlWaiverRepository,
+)
 from stella.adapters.db.workflow_repositories import SqlRunRepository, SqlWorkflowRepository
 from stella.domain.errors import StorageUnavailable
 
@@ -74,6 +82,12 @@ class SqlAlchemyUnitOfWork:
         self.attachments = SqlAttachmentRepository(conn)
         self.chain = SqlAuditChainRepository(conn)
         self.signing_keys = SqlSigningKeyRepository(conn)
+        self.sboms = SqlSbomRepository(conn)
+        self.vex = SqlVexRepository(conn)
+        self.advisories = SqlAdvisoryRepository(conn)
+        self.advisory_matches = SqlAdvisoryMatchRepository(conn)
+        self.waivers = SqlWaiverRepository(conn)
+        self.security_verdicts = SqlSecurityVerdictRepository(conn)
         self.workflows = SqlWorkflowRepository(conn)
         self.runs = SqlRunRepository(conn)
         self.promotions = SqlPromotionRepository(conn)

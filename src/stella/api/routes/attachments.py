@@ -109,7 +109,9 @@ async def _upload(
 ) -> AttachmentOut:
     upload = svc.Upload(digest, await request.body(), kind, format_name)
     max_bytes = container.settings.attachment_max_bytes
-    added = await run_in_threadpool(svc.add_attachment, container.uow, ctx, upload, max_bytes)
+    added = await run_in_threadpool(
+        svc.add_attachment, container.uow, ctx, upload, max_bytes, container.security_hook
+    )
     if not added.created:
         response.status_code = 200
     return AttachmentOut.of(added.attachment)
@@ -218,6 +220,7 @@ def discover_attachments(container: ContainerDep, ctx: Ctx, spec: DiscoverSpec) 
         spec.release,
         sources,
         container.settings.attachment_max_bytes,
+        container.security_hook,
     )
     return DiscoveryOut(
         subjects=[SubjectOut(**s) for s in found.subjects],

@@ -15,7 +15,7 @@ from stella.domain.errors import NotFound
 from stella.domain.promotions import Promotion
 from stella.services import policies as policy_svc
 from stella.services import promotions as svc
-from stella.services.specs import DecisionSpec, OverrideSpec, PolicySpec, PromotionSpec, ScanSpec
+from stella.services.specs import DecisionSpec, OverrideSpec, PolicySpec, PromotionSpec
 
 router = APIRouter()
 
@@ -271,16 +271,3 @@ def _policy_out(policy: dict[str, Any], rego: bool = False) -> dict[str, Any]:
         "created_by": policy["created_by_name"],
     }
     return out | ({"rego": policy["rego"]} if rego else {})
-
-
-@router.post("/scans", status_code=201, tags=["security"])
-def upload_scan(container: ContainerDep, ctx: Ctx, spec: ScanSpec) -> dict[str, Any]:
-    """A scan verdict for one digest (native format); the newest verdict of a digest counts."""
-    verdict = policy_svc.record_scan(container.uow, ctx, spec)
-    return {
-        "id": str(verdict["id"]),
-        "digest": verdict["digest"],
-        "blocking": verdict["blocking"],
-        "findings": len(verdict["findings"]),
-        "created_at": verdict["created_at"].isoformat(),
-    }
