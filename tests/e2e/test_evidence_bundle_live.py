@@ -112,7 +112,14 @@ def test_month_is_exported_and_verified_offline_with_replay_and_tamper_detection
         sbom = {
             "bomFormat": "CycloneDX",
             "specVersion": "1.5",
-            "components": [{"type": "library", "name": "busybox", "version": "1.36.1"}],
+            "components": [
+                {
+                    "type": "library",
+                    "name": "busybox",
+                    "version": "1.36.1-r15",
+                    "purl": "pkg:apk/alpine/busybox@1.36.1-r15?arch=x86_64&distro=alpine-3.19",
+                }
+            ],
         }
         with live.api() as api:
             attached = api.post(
@@ -165,6 +172,41 @@ def test_month_is_exported_and_verified_offline_with_replay_and_tamper_detection
         shown = live.cli("evidence", "show", sticker["evidence_packet"], check=True).stdout
         assert f"prod-{suffix}" in shown
         assert "succeeded" in shown
+
+        # a new advisory arrives offline: the running release is exposed on both targets
+        feed = tmp_path / "feed"
+        feed.mkdir()
+        advisory = {
+            "id": "ALPINE-CVE-2099-1234",
+            "aliases": ["CVE-2099-1234"],
+            "modified": "2026-11-01T00:00:00Z",
+            "database_specific": {"severity": "CRITICAL"},
+            "affected": [
+                {
+                    "package": {"ecosystem": "Alpine:v3.19", "name": "busybox"},
+                    "ranges": [
+                        {
+                            "type": "ECOSYSTEM",
+                            "events": [{"introduced": "0"}, {"fixed": "1.36.1-r20"}],
+                        }
+                    ],
+                }
+            ],
+        }
+        (feed / "ALPINE-CVE-2099-1234.json").write_text(json.dumps(advisory))
+        imported = live.cli("advisories", "import", str(feed), check=True).stdout
+        assert "1 added" in imported
+        exposed = live.cli("exposure", "CVE-2099-1234", "-o", "json")
+        assert exposed.returncode == 3, exposed.stderr
+        where = {e["environment"]: e["targets"] for e in json.loads(exposed.stdout)["environments"]}
+        assert where == {"dev": [f"dev-{suffix}"], "prod": [f"prod-{suffix}"]}
+        verdicts = json.loads(
+            live.cli("verdict", "show", "--digest", image.digest, "-o", "json", check=True).stdout
+        )
+        assert {v["environment"]: v["state"] for v in verdicts["verdicts"]} == {
+            "dev": "fail",
+            "prod": "fail",
+        }
 
         old_key = tmp_path / "old.pem"
         live.cli("keys", "export", "-o", str(old_key), check=True)

@@ -13,6 +13,7 @@ from stella.cli import (
     operators,
     promotions,
     resources,
+    security,
     workflows,
 )
 from stella.cli.client import CliError
@@ -47,6 +48,10 @@ app.add_typer(deployments.agent_app, name="agent")
 app.add_typer(deployments.deployment_app, name="deployment")
 app.add_typer(deployments.drift_app, name="drift")
 app.add_typer(evidence.evidence_app, name="evidence")
+app.add_typer(security.advisories_app, name="advisories")
+app.add_typer(security.waiver_app, name="waiver")
+app.add_typer(security.verdict_app, name="verdict")
+app.command("exposure")(security.exposure)
 app.command("rollback")(deployments.rollback)
 app.command("server")(operators.server)
 app.command("worker")(operators.worker_command)

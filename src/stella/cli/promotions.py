@@ -237,25 +237,6 @@ def decision_replay(promotion_id: str, output: OutputOpt = Output.TABLE) -> None
         raise typer.Exit(1)
 
 
-@scan_app.command("upload")
-def scan_upload(
-    file: Annotated[Path, typer.Argument(help='native JSON: {"findings": [...]} or a list')],
-    digest: Annotated[str, typer.Option(help="sha256:… of the scanned image")],
-) -> None:
-    """Record a scan verdict for a digest (native format)."""
-    try:
-        data = json.loads(_read(file))
-    except ValueError:
-        msg = f"{file} is not JSON"
-        raise CliError(msg) from None
-    findings = data if isinstance(data, list) else data.get("findings", [])
-    verdict = StellaClient().post("/scans", {"digest": digest, "findings": findings})
-    console.print(
-        f"scan {verdict['id']}: {verdict['findings']} finding(s), "
-        f"{len(verdict['blocking'])} blocking"
-    )
-
-
 @keys_app.command("list")
 def keys_list(output: OutputOpt = Output.TABLE) -> None:
     show(StellaClient().get("/keys")["keys"], output, ["keyid", "algorithm"])
