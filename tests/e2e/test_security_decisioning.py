@@ -376,3 +376,47 @@ def test_exposure_rejects_a_missing_advisory_and_isolates_tenants(api, other_ten
     import_feed(api, feed(REQUESTS_ADVISORY))
     assert api.get("/advisories/CVE-2023-32681").json()["id"] == "GHSA-j8r2-6x86-q33q"
     assert other_tenant.get("/advisories/CVE-2023-32681").status_code == 404
+
+
+def test_each_environment_has_its_own_security_policy(api, registry_url, repository):
+    estate = build_estate(api, registry_url, repository)
+    prod = api.get("/environments/prod").json()
+    assert prod["security"] == {
+        "blocking_severities": ["critical", "high"],
+        "reachable_only": True,
+        "max_scan_age_days": None,
+        "on_unknown": "block",
+    }
+    # the estate's scan has a high finding marked unreachable: counted once reachability is not
+    # required any more
+    patched = api.patch("/environments/dev", {"security": {"reachable_only": False}})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["security"]["blocking_severities"] == ["critical", "high"]
+    dev = api.post("/promotions", {"release_id": estate.release_id, "target_environment": "dev"})
+    assert dev.json()["state"] == "blocked"
+    assert "CVE-2026-0001" in gate(dev.json(), "security")["reason"]
+    for bad, field in (
+        ({"security": {"blocking_severities": ["urgent"]}}, "security.blocking_severities.0"),
+        ({"security": {"on_unknown": "maybe"}}, "security.on_unknown"),
+        ({"security": {"max_scan_age_days": 0}}, "security.max_scan_age_days"),
+    ):
+        response = api.patch("/environments/dev", bad)
+        assert response.status_code == 422, bad
+        assert response.json()["errors"][0]["field"] == field
+
+
+def test_without_a_scan_the_policy_decides(api, registry_url, repository):
+    from tests.support.oci import push_image
+
+    digest = push_image(registry_url, repository, "v2", f"unscanned {repository}")
+    api.post("/components", {"name": "svc", "repository": f"{registry_url[7:]}/{repository}"})
+    api.post("/environments", {"name": "Dev", "slug": "dev", "promotion_order": 1})
+    release = api.post(
+        "/releases", {"name": "svc", "version": "1.0.0", "components": {"svc": "v2"}}
+    ).json()
+    assert release["components"][0]["digest"] == digest
+    blocked = api.post("/promotions", {"release_id": release["id"], "target_environment": "dev"})
+    assert gate(blocked.json(), "security")["reason"].startswith("no scan verdict for svc")
+    api.patch("/environments/dev", {"security": {"on_unknown": "pass"}})
+    again = api.post(f"/promotions/{blocked.json()['id']}/reevaluate").json()
+    assert again["state"] == "approved"
