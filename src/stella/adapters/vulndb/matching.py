@@ -28,28 +28,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
 
 from stella.adapters.vulndb.osv import parse_version, range_scheme, split_ecosystem
+from stella.adapters.vulndb.sboms import purl_component
 from stella.domain.security import Advisory, Component, Finding
 
 _INTRODUCED, _FIXED, _LAST_AFFECTED, _LIMIT = 0, 1, 2, 3
 _EVENT_CODES = {"introduced": _INTRODUCED, "fixed": _FIXED, "last_affected": _LAST_AFFECTED}
 _PEP503 = re.compile(r"[-_.]+")
-_PURL_ECOSYSTEMS = {
-    "pypi": "PyPI",
-    "npm": "npm",
-    "maven": "Maven",
-    "golang": "Go",
-    "cargo": "crates.io",
-    "gem": "RubyGems",
-    "nuget": "NuGet",
-    "composer": "Packagist",
-    "hex": "Hex",
-    "pub": "Pub",
-}
-_PURL_DISTROS = {"debian": "Debian", "ubuntu": "Ubuntu", "alpine": "Alpine", "wolfi": "Wolfi"}
-_DEBIAN_CODENAMES = {"buster": "10", "bullseye": "11", "bookworm": "12", "trixie": "13"}
 
 
 def normalise_name(ecosystem: str, name: str) -> str:
@@ -153,46 +139,15 @@ def _freeze(keys: list[Any]) -> frozenset[Any] | tuple[Any, ...]:
         return tuple(keys)
 
 
-def _purl_parts(purl: str) -> tuple[str, list[str], dict[str, str]] | None:
-    """(type, namespace + name segments, qualifiers) of a purl, or None when it is not one."""
-    if not purl.startswith("pkg:"):
-        return None
-    rest = purl[4:].split("#", 1)[0]
-    rest, _, query = rest.partition("?")
-    path = rest.rsplit("@", 1)[0] if "@" in rest.rpartition("/")[2] else rest
-    segments = [unquote(s) for s in path.strip("/").split("/") if s]
-    if len(segments) < 2:
-        return None
-    qualifiers = {
-        unquote(k).lower(): unquote(v) for k, _, v in (q.partition("=") for q in query.split("&"))
-    }
-    return segments[0].lower(), segments[1:], qualifiers
-
-
 def _component_key(component: Component) -> tuple[str, str | None, str] | None:
-    """(base ecosystem, release, normalised name) of a component, or None when unknown."""
-    parts = _purl_parts(component.purl) if component.purl else None
-    name = component.name
-    release: str | None = None
-    if component.ecosystem:
-        base, release = split_ecosystem(component.ecosystem)
-    elif parts is not None and parts[0] in _PURL_ECOSYSTEMS:
-        base = _PURL_ECOSYSTEMS[parts[0]]
-    elif parts is not None and parts[0] in ("deb", "apk") and len(parts[1]) > 1:
-        base = _PURL_DISTROS.get(parts[1][0].lower(), "")
-        if not base:
-            return None
-    else:
+    """(base ecosystem, release, normalised name) of a component, or None when unknown. A
+    component without an ecosystem gets the one its purl names (as SBOM normalisation does)."""
+    if not component.ecosystem and component.purl:
+        component = purl_component(component.purl, component.name, component.version)
+    if not component.ecosystem:
         return None
-    if release is None and parts is not None and parts[0] in ("deb", "apk"):
-        distro = parts[2].get("distro", "").lower()
-        distro = distro.removeprefix(base.lower() + "-")
-        distro = _DEBIAN_CODENAMES.get(distro, distro)
-        if re.fullmatch(r"\d+(\.\d+)*", distro):
-            release = ".".join(distro.split(".")[:2]) if base != "Debian" else distro
-    if base == "Maven" and ":" not in name and "/" not in name and parts and len(parts[1]) > 1:
-        name = ":".join(parts[1][-2:])
-    return base, _normalise_release(release), normalise_name(base, name)
+    base, release = split_ecosystem(component.ecosystem)
+    return base, _normalise_release(release), normalise_name(base, component.name)
 
 
 class AdvisoryIndex:
