@@ -27,4 +27,8 @@ echo "[bench] deployments: overhead vs docker CLI and Ansible, fan-out, 100 at o
 run 2400 bench.bench_deployments
 echo "[bench] evidence: sealing, export, offline verify and audit chain at 10,000 packets (SQLite, PostgreSQL)" >&2
 run 900 bench.bench_evidence
+echo "[bench] security matching: 10,000 SBOM components against 50,000 OSV advisories" >&2
+run 300 bench.bench_security_matching
+echo "[bench] security re-evaluation: 1,000 stored SBOMs after importing 100 new advisories (SQLite, PostgreSQL)" >&2
+run 900 bench.bench_security_reevaluation
 "${PY[@]}" -m bench.report
