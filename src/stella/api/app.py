@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
 import stella
@@ -30,16 +30,9 @@ from stella.api.routes import (
 )
 from stella.bootstrap import Container
 from stella.services.specs import WorkflowSpec
+from stella.web.install import install_web
 
 API_PREFIX = "/api/v1"
-
-_LANDING = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>Stella Release Orchestrator</title></head><body>
-<h1>Stella Release Orchestrator</h1>
-<p>The control plane is running. API reference: <a href="/docs">/docs</a>,
-OpenAPI document: <a href="/openapi.json">/openapi.json</a>.</p>
-<p>Use the <code>stella</code> CLI with <code>STELLA_URL</code> and <code>STELLA_TOKEN</code>.</p>
-</body></html>"""
 
 
 def _document_raw_bodies(app: FastAPI) -> None:
@@ -119,8 +112,5 @@ def create_app(container: Container) -> FastAPI:
         body, content_type = exposition()
         return Response(body, media_type=content_type)
 
-    @app.get("/", include_in_schema=False)
-    def landing() -> HTMLResponse:
-        return HTMLResponse(_LANDING)
-
+    install_web(app)
     return app

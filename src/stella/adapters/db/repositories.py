@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, exists, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, delete, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -414,3 +414,26 @@ class SqlAuditRepository(SqlRepository[AuditEvent]):
         if action is not None:
             stmt = stmt.where(self.table.c.action == action)
         return self._paged(stmt, page)
+
+
+class SqlWebSessionRepository:
+    """Browser sessions of the web UI; each is bound to the API token it signed in with."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def add(self, values: dict[str, Any]) -> None:
+        execute(self._conn, insert(t.web_sessions).values(values))
+
+    def get(self, id_hash: str) -> dict[str, Any] | None:
+        s = t.web_sessions
+        row = execute(self._conn, select(s).where(s.c.id_hash == id_hash)).first()
+        return None if row is None else dict(mapping(row))
+
+    def delete(self, id_hash: str) -> None:
+        s = t.web_sessions
+        execute(self._conn, delete(s).where(s.c.id_hash == id_hash))
+
+    def purge_expired(self, now: datetime) -> int:
+        s = t.web_sessions
+        return execute(self._conn, delete(s).where(s.c.expires_at < now)).rowcount or 0

@@ -741,3 +741,15 @@ security_verdicts = Table(
     Index(None, "tenant_id", "id"),
     Index(None, "tenant_id", "digest", "environment_id", "computed_at"),
 )
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # sha256 of the cookie value
+    _tenant_fk(),
+    Column("token_hash", String(64), nullable=False),  # the API token it signed in with
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index(None, "expires_at"),
+)

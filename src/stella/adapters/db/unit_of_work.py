@@ -37,6 +37,7 @@ from stella.adapters.db.repositories import (
     SqlTenantRepository,
     SqlTokenRepository,
     SqlUserRepository,
+    SqlWebSessionRepository,
 )
 from stella.adapters.db.security_repositories import (
     SqlAdvisoryMatchRepository,
@@ -82,6 +83,7 @@ class SqlAlchemyUnitOfWork:
         self.attachments = SqlAttachmentRepository(conn)
         self.chain = SqlAuditChainRepository(conn)
         self.signing_keys = SqlSigningKeyRepository(conn)
+        self.web_sessions = SqlWebSessionRepository(conn)
         self.sboms = SqlSbomRepository(conn)
         self.vex = SqlVexRepository(conn)
         self.advisories = SqlAdvisoryRepository(conn)

@@ -1,0 +1,1 @@
+"""The web UI: server-rendered pages (Jinja2) with a little of the project's own JavaScript."""

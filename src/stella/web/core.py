@@ -1,0 +1,141 @@
+"""What every page needs: templates, the signed-in user, CSRF checks, forms, error pages.
+
+Pages are rendered on the server with Jinja2 (autoescaping everything user-supplied) and work
+without JavaScript; `static/stella.js` only adds local times, live run updates and
+confirmations. Nothing is fetched from the internet: the CSS and JS are the project's own.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs, quote, urlencode
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from stella.api.deps import ContainerDep
+from stella.bootstrap import Container
+from stella.domain.errors import PermissionDenied
+from stella.domain.tenancy import Permission
+from stella.services.context import CallContext
+from stella.services.web_sessions import SessionExpired, WebSession, resolve
+
+COOKIE = "stella_session"
+HERE = Path(__file__).parent
+templates = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _iso(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _short(digest: Any) -> str:
+    text = str(digest or "")
+    return text[:19] + "…" if text.startswith("sha256:") and len(text) > 19 else text
+
+
+templates.filters["iso"] = _iso
+templates.filters["short"] = _short
+
+
+class WebContext:
+    """The signed-in user of a page request, their CSRF token and what they may do."""
+
+    def __init__(self, request: Request, container: Container, session: WebSession) -> None:
+        self.request = request
+        self.container = container
+        self.session = session
+        self.principal = session.principal
+        self.ctx = CallContext(
+            session.principal, request.scope.get("state", {}).get("request_id"), container.clock
+        )
+
+    def can(self, permission: str) -> bool:
+        return self.principal.can(Permission(permission))
+
+    def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
+        return render(self.request, template, status, user=self, **values)
+
+
+def render(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
+    query = request.query_params
+    html = templates.get_template(template).render(
+        request=request,
+        path=request.url.path,
+        notice=query.get("notice"),
+        error=query.get("error"),
+        **values,
+    )
+    return HTMLResponse(html, status_code=status)
+
+
+def get_web_context(request: Request, container: ContainerDep) -> WebContext:
+    session = resolve(container.read_uow, request.cookies.get(COOKIE), container.clock)
+    return WebContext(request, container, session)
+
+
+Web = Annotated[WebContext, Depends(get_web_context)]
+
+
+async def form(request: Request) -> dict[str, str]:
+    """A urlencoded form (the UI's forms post nothing else)."""
+    body = (await request.body()).decode("utf-8", errors="replace")
+    return {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
+
+
+def check_csrf(user: WebContext, submitted: dict[str, str]) -> None:
+    """Every state-changing form carries the session's CSRF token."""
+    if not hmac.compare_digest(submitted.get("csrf", ""), user.session.csrf):
+        msg = "the form is missing its security token (CSRF); reload the page and try again"
+        raise PermissionDenied(msg)
+
+
+def back(path: str, **message: str) -> RedirectResponse:
+    """Redirect after a POST, with a notice or an error shown on the next page."""
+    separator = "&" if "?" in path else "?"
+    query = urlencode({k: v[:300] for k, v in message.items() if v})
+    return RedirectResponse(path + (separator + query if query else ""), status_code=303)
+
+
+def login_redirect(request: Request, expired: bool) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    query = f"next={quote(target, safe='')}" + ("&expired=1" if expired else "")
+    return RedirectResponse(f"/login?{query}", status_code=303)
+
+
+def is_page(request: Request) -> bool:
+    """Requests the UI answers (not the API, the agent protocol or operational endpoints)."""
+    path = request.url.path
+    return not path.startswith(("/api/", "/agent/", "/openapi", "/docs", "/redoc", "/metrics"))
+
+
+def error_page(request: Request, status: int, title: str, detail: str) -> Response:
+    return render(request, "error.html", status, title=title, detail=detail, code=status)
+
+
+__all__ = [
+    "COOKIE",
+    "SessionExpired",
+    "Web",
+    "WebContext",
+    "back",
+    "check_csrf",
+    "error_page",
+    "form",
+    "is_page",
+    "login_redirect",
+    "render",
+]

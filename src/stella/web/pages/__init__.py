@@ -1,0 +1,7 @@
+"""Page routers of the web UI, one module per area."""
+
+from __future__ import annotations
+
+from stella.web.pages import home
+
+MODULES = [home]
