@@ -3,7 +3,8 @@
 # 127.0.0.1:2222 (scripts/testenv/up.sh) and PostgreSQL on 127.0.0.1:5432 when absent.
 # Otherwise the services are assumed to run already (CI runs as root).
 if [ "$(id -u)" = 0 ]; then
-  eval "$(TESTENV_APT_EXTRA="docker-compose ${TESTENV_APT_EXTRA:-}" scripts/testenv/up.sh)"
+  # chromium: the browser the UI tests drive (through Playwright, with executable_path)
+  eval "$(TESTENV_APT_EXTRA="docker-compose chromium ${TESTENV_APT_EXTRA:-}" scripts/testenv/up.sh)"
   scripts/postgres-up.sh
 else
   echo "[services] not root: using services that are already running (CI runs as root)" >&2

@@ -292,12 +292,15 @@ def import_advisories(services: SecurityServices, ctx: CallContext, source: Path
     summary = ImportSummary(skipped=[{"source": s, "reason": r} for s, r in skipped])
     tenant_id = ctx.principal.tenant_id
     now = ctx.clock()
+    changed_advisories: list[Advisory] = []
     with services.uow() as uow:
         for advisory in advisories:
             outcome = uow.advisories.upsert(
                 tenant_id, advisory, canonical_digest(_advisory_json(advisory)), now
             )
             setattr(summary, outcome, getattr(summary, outcome) + 1)
+            if outcome != "unchanged":
+                changed_advisories.append(advisory)
         record(
             uow,
             ctx,
@@ -312,8 +315,10 @@ def import_advisories(services: SecurityServices, ctx: CallContext, source: Path
             },
         )
         uow.commit()
-    if summary.added or summary.updated:
-        changed = rematch_all(services, tenant_id)
+    if changed_advisories:
+        changed = rematch(
+            services, tenant_id, _touched_digests(services, tenant_id, changed_advisories)
+        )
         summary.verdict_changes = reevaluate(
             services, tenant_id, changed, f"advisories imported ({summary.added} new)"
         )
@@ -333,13 +338,40 @@ def _advisory_json(advisory: Advisory) -> dict[str, Any]:
     }
 
 
+def _touched_digests(
+    services: SecurityServices, tenant_id: uuid.UUID, advisories: list[Advisory]
+) -> list[str]:
+    """The SBOMs new or changed advisories can affect: those listing a package the advisories
+    name, and those an earlier version of them matched."""
+    names = {
+        str(entry["package"]["name"])
+        for advisory in advisories
+        for entry in advisory.affected
+        if isinstance(entry.get("package"), dict) and entry["package"].get("name")
+    }
+    with services.uow(read_only=True) as uow:
+        candidates = set(uow.sboms.digests_with_packages(tenant_id, names))
+        candidates |= set(
+            uow.advisory_matches.digests_hit_by(tenant_id, [a.id for a in advisories])
+        )
+    return sorted(candidates)
+
+
 def rematch_all(services: SecurityServices, tenant_id: uuid.UUID) -> list[str]:
     """Match every stored SBOM against the feed again; returns the digests whose matches
+    changed."""
+    with services.uow(read_only=True) as uow:
+        digests = uow.sboms.digests(tenant_id)
+    return rematch(services, tenant_id, digests)
+
+
+def rematch(services: SecurityServices, tenant_id: uuid.UUID, digests: list[str]) -> list[str]:
+    """Match the SBOMs of `digests` against the feed again; returns those whose matches
     changed."""
     changed = []
     with services.uow() as uow:
         matcher = services.matcher(uow, tenant_id)
-        for digest in uow.sboms.digests(tenant_id):
+        for digest in digests:
             found = _match(matcher, uow.sboms.components(tenant_id, digest))
             before = uow.advisory_matches.for_digests(tenant_id, [digest]).get(digest, [])
             if _keys(before) != _keys(found):

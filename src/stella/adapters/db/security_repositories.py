@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -64,6 +65,31 @@ class SqlSbomRepository:
         c = self.table.c
         stmt = select(c.digest).where(c.tenant_id == tenant_id).distinct().order_by(c.digest)
         return [r.digest for r in execute(self._conn, stmt)]
+
+    def digests_with_packages(self, tenant_id: uuid.UUID, names: set[str]) -> list[str]:
+        """Digests whose SBOM lists a package of one of `names` (compared case-blind, with the
+        separators PyPI treats as equal)."""
+        variants: set[str] = set()
+        for name in names:
+            low = name.strip().lower()
+            canonical = re.sub(r"[-_.]+", "-", low)
+            variants |= {low, canonical, canonical.replace("-", "_"), canonical.replace("-", ".")}
+            variants |= {low.replace("/", ":"), low.replace(":", "/")}
+        if not variants:
+            return []
+        c = self.table.c
+        found: set[str] = set()
+        ordered = sorted(variants)
+        for start in range(0, len(ordered), 500):
+            stmt = (
+                select(c.digest)
+                .where(
+                    c.tenant_id == tenant_id, func.lower(c.name).in_(ordered[start : start + 500])
+                )
+                .distinct()
+            )
+            found |= {r.digest for r in execute(self._conn, stmt)}
+        return sorted(found)
 
     def evidence_times(self, tenant_id: uuid.UUID, digests: list[str]) -> dict[str, datetime]:
         """When the newest SBOM or scan report of each digest arrived."""
