@@ -292,12 +292,14 @@ def evaluate_verdict(
                 f"(more than {policy.max_scan_age_days})",
             )
     blocking, suppressed, waived = [], [], []
-    seen: set[tuple[str, str]] = set()
-    for finding in sorted(findings, key=lambda f: (f.advisory_id, f.package, f.source)):
-        key = (finding.advisory_id, finding.purl or finding.package)
-        if key in seen:  # the same hit reported by a scan and by an advisory match
+    seen: list[tuple[frozenset[str], str]] = []
+    for finding in sorted(findings, key=lambda f: (f.source != "scan", f.advisory_id, f.package)):
+        package = _purl_base(finding.purl) if finding.purl else finding.package.lower()
+        # the same hit reported by a scan and by an advisory match (ids overlap through
+        # aliases: CVE ↔ GHSA ↔ distribution ids) counts once; the scan's report wins
+        if any(package == p and ids & finding.ids for ids, p in seen):
             continue
-        seen.add(key)
+        seen.append((finding.ids, package))
         if finding.severity not in policy.blocking_severities:
             continue
         if policy.reachable_only and finding.reachable is False:

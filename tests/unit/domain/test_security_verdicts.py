@@ -144,3 +144,18 @@ def test_waivers_cover_one_advisory_on_one_package_until_they_expire():
     assert verdict([OPENSSL], waivers=[elsewhere], env="dev").state == "pass"
     other_package = Waiver("w5", "CVE-2024-0727", "libssl3", "no", NOW + timedelta(days=1), "eve")
     assert verdict([OPENSSL], waivers=[other_package]).state == "fail"
+
+
+def test_a_scan_and_an_advisory_naming_the_same_hit_through_aliases_count_once():
+    matched = Finding(
+        "DEBIAN-CVE-2024-0727",
+        "openssl",
+        "critical",
+        aliases=("CVE-2024-0727",),
+        purl="pkg:deb/debian/openssl@3.0.11-1?arch=amd64&distro=debian-12",
+        source="advisory",
+    )
+    result = verdict([matched, OPENSSL])
+    assert [b["advisory_id"] for b in result.blocking] == ["CVE-2024-0727"]
+    other_package = Finding("CVE-2024-0727", "libssl3", "critical", source="advisory")
+    assert len(verdict([OPENSSL, other_package]).blocking) == 2
