@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from stella.web.pages import home
+from stella.web.pages import home, promotions, releases, runs
 
-MODULES = [home]
+MODULES = [home, releases, promotions, runs]
