@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from stella.web.pages import home, promotions, releases, runs
+from stella.web.pages import audit, estate, evidence, home, promotions, releases, runs
 
 MODULES = [home, releases, promotions, runs]
+MODULES += [estate, evidence, audit]
