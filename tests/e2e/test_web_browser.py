@@ -124,7 +124,7 @@ def test_the_promotion_path_from_the_ui_alone(live, browser, tmp_path):
         page.get_by_role("link", name=re.compile("web")).first.click()
         assert v1.digest[:19] in page.content()
         shoot(page, "release")
-        page.get_by_label(re.compile("environment", re.I)).select_option("dev")
+        page.get_by_label("Promote to").select_option("dev")
         page.get_by_role("button", name="Promote").click()
         page.wait_for_url(re.compile(r"/promotions/"))
         shoot(page, "promotion-dev")
@@ -142,7 +142,7 @@ def test_the_promotion_path_from_the_ui_alone(live, browser, tmp_path):
 
         # stage needs an approval: requested by the admin, approved by alice
         page.goto(f"{base}/releases/{release['id']}")
-        page.get_by_label(re.compile("environment", re.I)).select_option("stage")
+        page.get_by_label("Promote to").select_option("stage")
         page.get_by_role("button", name="Promote").click()
         page.wait_for_url(re.compile(r"/promotions/"))
         stage_url = page.url
@@ -164,7 +164,7 @@ def test_the_promotion_path_from_the_ui_alone(live, browser, tmp_path):
 
         # prod: the requester may not approve their own production promotion
         page.goto(f"{base}/releases/{release['id']}")
-        page.get_by_label(re.compile("environment", re.I)).select_option("prod")
+        page.get_by_label("Promote to").select_option("prod")
         page.get_by_role("button", name="Promote").click()
         page.wait_for_url(re.compile(r"/promotions/"))
         prod_url = page.url
