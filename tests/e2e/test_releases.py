@@ -262,6 +262,10 @@ def test_list_is_paginated_newest_first_and_filterable(api, registry_url, reposi
     assert third["next_cursor"] is None
     assert api.get("/releases", params={"name": "other"}).json()["items"] == []
     assert len(api.get("/releases", params={"state": "active"}).json()["items"]) == 5
+    found = api.get("/releases", params={"q": "0.3"}).json()["items"]
+    assert [r["version"] for r in found] == ["1.0.3"]
+    assert len(api.get("/releases", params={"q": "API@1.0"}).json()["items"]) == 5
+    assert api.get("/releases", params={"q": "%"}).json()["items"] == []  # not a wildcard
 
 
 @pytest.mark.parametrize(

@@ -149,6 +149,7 @@ class ReleaseRepository(Protocol):
         page: PageRequest,
         name: str | None = None,
         state: ReleaseState | None = None,
+        query: str | None = None,
     ) -> Page[Release]: ...
     def set_state(self, release: Release, state: ReleaseState, now: datetime) -> None: ...
 

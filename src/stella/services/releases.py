@@ -209,5 +209,6 @@ def list_releases(
     page: PageRequest,
     name: str | None,
     state: ReleaseState | None,
+    query: str | None = None,
 ) -> Page[Release]:
-    return uow.releases.page(tenant_id, page, name, state)
+    return uow.releases.page(tenant_id, page, name, state, query)

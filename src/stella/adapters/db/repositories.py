@@ -362,10 +362,26 @@ class SqlReleaseRepository(SqlRepository[Release]):
         page: PageRequest,
         name: str | None = None,
         state: ReleaseState | None = None,
+        query: str | None = None,
     ) -> Page[Release]:
-        stmt = self.table.select().where(self.table.c.tenant_id == tenant_id)
+        c = self.table.c
+        stmt = self.table.select().where(c.tenant_id == tenant_id)
         if name is not None:
-            stmt = stmt.where(self.table.c.name == name)
+            stmt = stmt.where(c.name == name)
+        if query:
+            # a case-blind substring of the name or the version, or `name@version`
+            needle = query.lower()
+            wanted_name, at, wanted_version = needle.partition("@")
+            if at:
+                stmt = stmt.where(
+                    func.lower(c.name).contains(wanted_name, autoescape=True),
+                    func.lower(c.version).contains(wanted_version, autoescape=True),
+                )
+            else:
+                stmt = stmt.where(
+                    func.lower(c.name).contains(needle, autoescape=True)
+                    | func.lower(c.version).contains(needle, autoescape=True)
+                )
         if state is not None:
             stmt = stmt.where(self.table.c.state == state.value)
         rows, next_cursor = self._fetch_page(stmt, page)

@@ -22,9 +22,13 @@ def list_releases(
     page: Page,
     name: Annotated[str | None, Query(max_length=128)] = None,
     state: ReleaseState | None = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=260, description="substring of name or version, or name@version"),
+    ] = None,
 ) -> ListOf[ReleaseOut]:
     with container.read_uow() as uow:
-        found = svc.list_releases(uow, ctx.principal.tenant_id, page, name, state)
+        found = svc.list_releases(uow, ctx.principal.tenant_id, page, name, state, q)
     return ListOf(items=[ReleaseOut.of(r) for r in found.items], next_cursor=found.next_cursor)
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from stella.domain.pagination import Page, PageRequest, encode_cursor
+from stella.domain.pagination import Page, PageRequest
 from stella.domain.promotions import Promotion
 from stella.domain.releases import Release, ReleaseState
 from stella.services import promotions as promotion_svc
@@ -22,43 +22,17 @@ from stella.web.pages.promotions import REFUSALS
 router = APIRouter()
 
 PAGE_SIZE = 25
-SEARCH_BATCH = 200
-SEARCH_SCAN_LIMIT = 5000  # releases looked at per search request; the rest is on the next page
 PROMOTIONS_SHOWN = 200
-
-
-def _matches(release: Release, needle: str) -> bool:
-    text = f"{release.name} {release.version} {release.name}@{release.version}".lower()
-    return needle in text
 
 
 def search(
     user: WebContext, q: str, state: ReleaseState | None, cursor: str | None
 ) -> Page[Release]:
-    """Newest first. Without `q` this is the API's list; with `q` (a substring of the name
-    or version, or `name@version`) the pages of the list are scanned, a bounded number of
-    releases per request, and the cursor continues where the scan stopped."""
-    tenant_id = user.principal.tenant_id
+    """Newest first; `q` is a case-blind substring of the name or version, or
+    `name@version` (searched by the database, paged like the API's list)."""
     request = PageRequest.from_query(cursor, PAGE_SIZE)
     with user.container.read_uow() as uow:
-        if not q:
-            return svc.list_releases(uow, tenant_id, request, None, state)
-        needle = q.lower()
-        found: list[Release] = []
-        after, scanned = request.after, 0
-        while True:
-            batch = svc.list_releases(uow, tenant_id, PageRequest(after, SEARCH_BATCH), None, state)
-            for release in batch.items:
-                scanned += 1
-                if _matches(release, needle):
-                    found.append(release)
-                    if len(found) > PAGE_SIZE:
-                        return Page(found[:PAGE_SIZE], encode_cursor(str(found[-2].id)))
-                if scanned >= SEARCH_SCAN_LIMIT:
-                    return Page(found, encode_cursor(str(release.id)))
-            if batch.next_cursor is None or not batch.items:
-                return Page(found, None)
-            after = str(batch.items[-1].id)
+        return svc.list_releases(uow, user.principal.tenant_id, request, None, state, q or None)
 
 
 @router.get("/releases")
