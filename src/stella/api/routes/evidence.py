@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime
@@ -17,11 +18,12 @@ from stella.adapters.evidence_bundle import BundleWriter
 from stella.adapters.signing.dsse import verify_envelope
 from stella.api.deps import ContainerDep, Ctx, Page
 from stella.api.schemas import ListOf
+from stella.bootstrap import Container
 from stella.domain.evidence import EvidencePacket
 from stella.domain.tenancy import Permission
 from stella.services import audit_chain, evidence_export
 from stella.services import evidence as svc
-from stella.services.context import require
+from stella.services.context import CallContext, require
 
 router = APIRouter()
 
@@ -88,6 +90,14 @@ def export_evidence(
     """The period's packets, attachments, audit events, chain and checkpoint as one signed
     tar.gz that `stella evidence verify` checks offline."""
     request = evidence_export.plan_export(container.uow, ctx, from_, to, environment)
+    return bundle_response(container, ctx, request, f"{from_}-{to}-{environment or 'all'}")
+
+
+def bundle_response(
+    container: Container, ctx: CallContext, request: evidence_export.ExportRequest, label: str
+) -> StreamingResponse:
+    """Write the bundle to a temporary file (its manifest needs every member's digest first),
+    then stream it and delete it."""
     fd, path = tempfile.mkstemp(prefix="stella-evidence-", suffix=".tar.gz")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -104,7 +114,7 @@ def export_evidence(
     except BaseException:
         os.unlink(path)
         raise
-    name = f"stella-evidence-{from_}-{to}{'-' + environment if environment else ''}.tar.gz"
+    name = "stella-evidence-" + re.sub(r"[^A-Za-z0-9._-]", "_", label) + ".tar.gz"
     return StreamingResponse(
         _stream(path),
         media_type="application/gzip",

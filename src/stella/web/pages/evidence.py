@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import tempfile
-from collections.abc import Iterator
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query
-from fastapi.responses import Response, StreamingResponse
-from starlette.background import BackgroundTask
+from fastapi.responses import Response
 
-from stella.adapters.evidence_bundle import BundleWriter
 from stella.adapters.signing.dsse import VerificationError, verify_envelope
+from stella.api.routes.evidence import bundle_response
 from stella.domain.errors import ValidationFailed
 from stella.domain.evidence import EvidencePacket, PacketKind
 from stella.domain.pagination import PageRequest
@@ -114,16 +109,6 @@ def evidence_page(
     return user.render("evidence.html", nav="evidence", export={}, export_error=None, **values)
 
 
-def _stream(path: str) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 16):
-            yield chunk
-
-
-def _file_part(value: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", value)
-
-
 @router.get("/evidence/export.tar.gz")
 def export_evidence(
     user: Web,
@@ -149,29 +134,7 @@ def export_evidence(
             export_error=exc.detail,
             **values,
         )
-    fd, path = tempfile.mkstemp(prefix="stella-evidence-", suffix=".tar.gz")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            writer = BundleWriter(handle)
-            evidence_export.write_bundle(
-                container.uow,
-                container.signing_key,
-                container.signing_key.public_keys,
-                user.ctx,
-                request,
-                writer,
-            )
-            writer.close()
-    except BaseException:
-        os.unlink(path)
-        raise
-    name = _file_part(f"stella-evidence-{since}-{until}{'-' + env if env else ''}") + ".tar.gz"
-    return StreamingResponse(
-        _stream(path),
-        media_type="application/gzip",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        background=BackgroundTask(os.unlink, path),
-    )
+    return bundle_response(container, user.ctx, request, f"{since}-{until}-{env or 'all'}")
 
 
 @router.get("/evidence/public-key.pem")
