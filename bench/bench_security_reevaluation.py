@@ -22,15 +22,24 @@ what is measured is matching and verdicts. Then, in the benchmark process (no HT
    NEW_HITS (a few percent) cover versions some stored images have: a core package of the
    Alpine images (critical), a Debian one (high), a popular PyPI package (high) and an npm one
    (moderate); fixed in the newest of the three versions. The others name packages the images
-   have but at versions they do not have, or packages no image has. `rematch_all`,
-   `reevaluate` and the matcher factory (reading the whole feed and building the index) are
-   wrapped with timers for this call only, so the split comes from the same run. The digests
-   whose matches changed and the verdict rows recorded are checked against what the generator
-   knows they must be.
-4. For reference, with nothing changed: `rematch_all` again (cached index: reading and
-   matching 1,000 SBOMs, no writes); `Matcher.match` alone on every stored component (read
-   beforehand), per ecosystem; and `reevaluate` of every stored digest (computing 3,000
-   verdicts, recording none).
+   have but at versions they do not have, or packages no image has. `import_advisories`
+   re-matches only the candidates: the SBOMs listing a package the new or changed advisories
+   name, or that those advisories matched before (`_touched_digests`), through `rematch`.
+   `_touched_digests` (candidate selection), `rematch` (the digests it is given are the
+   candidates, those it returns changed), `reevaluate` and the matcher factory (reading the
+   whole feed and building the index, inside `rematch`) are wrapped with timers for this call
+   only, so the split comes from the same run. The candidates, the digests whose matches
+   changed and the verdict rows recorded are checked against what the generator knows they
+   must be.
+4. For reference, with nothing changed: `rematch_all` (what the import did before it
+   selected candidates; cached index: reading and matching all 1,000 SBOMs, no writes) and
+   `rematch` of the same candidates again (the same walk over the candidates only);
+   `Matcher.match` alone on every stored component (read beforehand), per ecosystem; and
+   `reevaluate` of every stored digest (computing 3,000 verdicts, recording none).
+
+5. A narrow import, measured like the one in 3.: NARROW_ADVISORIES advisories on one PyPI
+   package (NARROW_PACKAGE, listed by about an eighth of the images) at versions no image
+   has: the candidates are the SBOMs listing it; no match and no verdict changes.
 
 Every loop is bounded by its count and a time budget (`truncated` says when it stopped early);
 the whole module runs under `timeout` in scripts/bench.sh.
@@ -88,6 +97,7 @@ SBOMS = 1_000
 COMPONENTS_PER_SBOM = 50
 BASE_ADVISORIES = 5_000
 NEW_ADVISORIES = 100
+NARROW_ADVISORIES = 10  # the last import: all on one package, at versions no image has
 UPLOAD_BUDGET = 150.0  # seconds to upload the SBOMs of one database; stops early (and says so)
 SEED = 20261128
 DEBIAN_SHARE = 0.6  # of the images; the others are Alpine based
@@ -100,6 +110,7 @@ POLICIES: dict[str, list[str]] = {
     "stage": ["critical", "high"],
     "prod": ["critical", "high", "medium"],
 }
+ALIAS_YEARS = {"BENCH-NEW": 2026, "BENCH-NARROW": 2027}
 SEVERITY_WORDS = {"critical": "CRITICAL", "high": "HIGH", "medium": "MODERATE", "low": "LOW"}
 
 
@@ -186,6 +197,7 @@ NPM = Ecosystem(
     range_type="SEMVER",
 )  # fmt: skip
 ECOSYSTEMS = (DEBIAN, ALPINE, PYPI, NPM)
+NARROW_PACKAGE = (PYPI, 5)  # setuptools: in about a quarter of the PyPI images
 OS_PACKAGES = {DEBIAN.osv: 25, ALPINE.osv: 15}  # per image, core ones included
 # the new advisories that hit: (ecosystem, package number, severity); fixed in patch 2
 NEW_HITS: tuple[tuple[Ecosystem, int, str], ...] = (
@@ -283,7 +295,7 @@ def advisory(
     return {
         "schema_version": "1.6.0",
         "id": f"{prefix}-{number:05d}",
-        "aliases": [f"CVE-{2026 if prefix.endswith('NEW') else 2025}-{number + 20000}"],
+        "aliases": [f"CVE-{ALIAS_YEARS.get(prefix, 2025)}-{number + 20000}"],
         "summary": f"Synthetic vulnerability {prefix} {number}",
         "published": modified.isoformat(),
         "modified": modified.isoformat(),
@@ -348,11 +360,39 @@ def new_feed(rng: random.Random, count: int) -> list[dict[str, Any]]:
     return documents
 
 
+def narrow_feed(count: int) -> list[dict[str, Any]]:
+    """`count` advisories on one PyPI package (NARROW_PACKAGE), at versions no image has."""
+    eco, package = NARROW_PACKAGE
+    events = [{"introduced": "0"}, {"fixed": eco.version(package, 0)}]
+    return [advisory(n, "BENCH-NARROW", eco, package, events, "high") for n in range(count)]
+
+
 def write_zip(documents: list[dict[str, Any]], path: Path) -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for document in documents:
             archive.writestr(f"{document['id']}.json", json.dumps(document, indent=2))
     return path
+
+
+def expected_candidates(
+    stored: list[Image], documents: list[dict[str, Any]]
+) -> tuple[set[str], dict[str, int]]:
+    """The digests whose SBOM lists a package (by name, case-blind, any ecosystem) the new
+    advisories name: what `_touched_digests` must select (no new advisory matched before);
+    and, per such name, how many stored images list it."""
+    names = {
+        entry["package"]["name"].lower() for document in documents for entry in document["affected"]
+    }
+    by_osv = {eco.osv: eco for eco in ECOSYSTEMS}
+    digests: set[str] = set()
+    per_name: dict[str, int] = {}
+    for image in stored:
+        listed = {by_osv[osv].name(number).lower() for osv, number in image.packages} & names
+        if listed:
+            digests.add(image.digest)
+        for name in listed:
+            per_name[name] = per_name.get(name, 0) + 1
+    return digests, dict(sorted(per_name.items(), key=lambda item: (-item[1], item[0])))
 
 
 def expected_changes(stored: list[Image]) -> tuple[set[str], int]:
@@ -378,14 +418,16 @@ def expected_changes(stored: list[Image]) -> tuple[set[str], int]:
 
 @dataclass
 class Timer:
-    """Wraps a function: total seconds, calls, and the last result."""
+    """Wraps a function: total seconds, calls, the last positional arguments and result."""
 
     inner: Callable[..., Any]
     seconds: float = 0.0
     calls: int = 0
+    args: tuple[Any, ...] = ()
     result: Any = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.args = args
         started = time.perf_counter()
         try:
             self.result = self.inner(*args, **kwargs)
@@ -397,21 +439,19 @@ class Timer:
 
 @contextmanager
 def timed_import(container: Container) -> Any:
-    """`rematch_all`, `reevaluate` (module globals `import_advisories` calls) and the matcher
-    factory wrapped with timers; restored afterwards."""
-    timers = {
-        "rematch_all": Timer(security.rematch_all),
-        "reevaluate": Timer(security.reevaluate),
-        "matcher_factory": Timer(container.security.matcher_factory),
-    }
-    security.rematch_all = timers["rematch_all"]  # type: ignore[assignment]
-    security.reevaluate = timers["reevaluate"]  # type: ignore[assignment]
+    """`_touched_digests`, `rematch`, `reevaluate` (module globals `import_advisories` calls)
+    and the matcher factory wrapped with timers; restored afterwards."""
+    names = ("_touched_digests", "rematch", "reevaluate")
+    timers = {name: Timer(getattr(security, name)) for name in names}
+    timers["matcher_factory"] = Timer(container.security.matcher_factory)
+    for name in names:
+        setattr(security, name, timers[name])
     container.security.matcher_factory = timers["matcher_factory"]
     try:
         yield timers
     finally:
-        security.rematch_all = timers["rematch_all"].inner  # type: ignore[assignment]
-        security.reevaluate = timers["reevaluate"].inner  # type: ignore[assignment]
+        for name in names:
+            setattr(security, name, timers[name].inner)
         container.security.matcher_factory = timers["matcher_factory"].inner
 
 
@@ -493,12 +533,95 @@ def import_zip(container: Container, ctx: CallContext, path: Path) -> tuple[Any,
     return summary, time.perf_counter() - started
 
 
+def measure_import(
+    container: Container,
+    ctx: CallContext,
+    path: Path,
+    stored: list[Image],
+    documents: list[dict[str, Any]],
+    want_digests: set[str],
+    want_rows: int,
+    kind: str,
+) -> tuple[dict[str, Any], list[str]]:
+    """`import_advisories` of the zip at `path` with its parts timed (`timed_import`); the
+    candidates, changed digests and verdict rows checked against the generator's. Returns the
+    figures and the candidates."""
+    rows_before = count_rows(container, t.security_verdicts)
+    with timed_import(container) as timers:
+        summary, seconds = import_zip(container, ctx, path)
+    rows_after = count_rows(container, t.security_verdicts)
+    if timers["rematch"].calls != 1 or timers["_touched_digests"].calls != 1:
+        msg = (
+            f"import_advisories called rematch {timers['rematch'].calls} times and "
+            f"_touched_digests {timers['_touched_digests'].calls} times (1 expected)"
+        )
+        raise RuntimeError(msg)
+    candidates = list(timers["rematch"].args[2])
+    changed = timers["rematch"].result or []
+    want_candidates, listed = expected_candidates(stored, documents)
+    selection = timers["_touched_digests"].seconds
+    rematch = timers["rematch"].seconds
+    reevaluate = timers["reevaluate"].seconds
+    index = timers["matcher_factory"].seconds
+    measured = {
+        "advisories_added": summary.added,
+        "advisories_skipped": len(summary.skipped),
+        "zip_bytes": path.stat().st_size,
+        "seconds": round(seconds, 3),
+        "read_and_store_seconds": round(seconds - selection - rematch - reevaluate, 3),
+        "candidate_selection_seconds": round(selection, 3),
+        "rematch_seconds": round(rematch, 3),
+        "index_rebuild_seconds": round(index, 3),
+        "index_rebuilds": timers["matcher_factory"].calls,
+        "reevaluate_seconds": round(reevaluate, 3),
+        "sboms_stored": len(stored),
+        "candidates": len(candidates),
+        "candidates_expected": len(want_candidates),
+        "candidates_as_expected": set(candidates) == want_candidates,
+        "candidate_share": round(len(candidates) / len(stored), 3) if stored else None,
+        "advisory_names_listed": len(listed),
+        "images_listing_name_top": dict(list(listed.items())[:5]),
+        "digests_changed": len(changed),
+        "digests_changed_expected": len(want_digests),
+        "digests_changed_as_expected": set(changed) == want_digests,
+        "verdict_changes": len(summary.verdict_changes),
+        "verdict_rows_recorded": rows_after - rows_before,
+        "verdict_rows_expected": want_rows,
+        "verdict_changes_by_environment": {
+            slug: sum(1 for c in summary.verdict_changes if c["environment"] == slug)
+            for slug in POLICIES
+        },
+    }
+    if (
+        not measured["digests_changed_as_expected"]
+        or not measured["candidates_as_expected"]
+        or want_rows != rows_after - rows_before
+    ):
+        log(
+            f"{kind}: WARNING: {len(candidates)} candidates ({len(want_candidates)} "
+            f"expected), {len(changed)} digests changed ({len(want_digests)} expected), "
+            f"{rows_after - rows_before} verdict rows ({want_rows} expected)"
+        )
+    log(
+        f"{kind}: import of {summary.added} new advisories + re-evaluation in {seconds:.2f} s "
+        f"(read+store {measured['read_and_store_seconds']} s, candidate selection "
+        f"{selection:.3f} s, rematch of {len(candidates):,} of {len(stored):,} SBOMs "
+        f"{rematch:.2f} s of which index rebuild {index:.2f} s, reevaluate "
+        f"{reevaluate:.2f} s); {len(changed)} digests changed, "
+        f"{len(summary.verdict_changes)} verdict changes"
+    )
+    return measured, candidates
+
+
 def bench_database(kind: str, tmp: Path, count: int) -> dict[str, Any]:
     rng = random.Random(SEED)
     estate = images(rng, count)
     documents = [cyclonedx(image, n) for n, image in enumerate(estate)]
     base_zip = write_zip(base_feed(rng, BASE_ADVISORIES), tmp / "base.zip")
-    new_zip = write_zip(new_feed(rng, NEW_ADVISORIES), tmp / "new.zip")
+    new_documents = new_feed(rng, NEW_ADVISORIES)
+    new_zip = write_zip(new_documents, tmp / "new.zip")
+    narrow_documents = narrow_feed(NARROW_ADVISORIES)
+    narrow_zip = write_zip(narrow_documents, tmp / "narrow.zip")
     database: TestDatabase = create_database(kind, tmp)
     try:
         engine = database.engine
@@ -546,52 +669,17 @@ def bench_database(kind: str, tmp: Path, count: int) -> dict[str, Any]:
             f"ms); {uploads['matches_stored']:,} matches"
         )
 
-        rows_before = uploads["verdict_rows"]
-        with timed_import(container) as timers:
-            summary, seconds = import_zip(container, ctx, new_zip)
-        rows_after = count_rows(container, t.security_verdicts)
-        changed = timers["rematch_all"].result or []
         want_digests, want_rows = expected_changes(stored)
-        rematch = timers["rematch_all"].seconds
-        reevaluate = timers["reevaluate"].seconds
-        index = timers["matcher_factory"].seconds
-        measured = {
-            "advisories_added": summary.added,
-            "advisories_skipped": len(summary.skipped),
-            "zip_bytes": new_zip.stat().st_size,
-            "seconds": round(seconds, 3),
-            "read_and_store_seconds": round(seconds - rematch - reevaluate, 3),
-            "rematch_all_seconds": round(rematch, 3),
-            "index_rebuild_seconds": round(index, 3),
-            "index_rebuilds": timers["matcher_factory"].calls,
-            "reevaluate_seconds": round(reevaluate, 3),
-            "sboms_rematched": len(stored),
-            "digests_changed": len(changed),
-            "digests_changed_expected": len(want_digests),
-            "digests_changed_as_expected": set(changed) == want_digests,
-            "verdict_changes": len(summary.verdict_changes),
-            "verdict_rows_recorded": rows_after - rows_before,
-            "verdict_rows_expected": want_rows,
-            "verdict_changes_by_environment": {
-                slug: sum(1 for c in summary.verdict_changes if c["environment"] == slug)
-                for slug in POLICIES
-            },
-        }
-        if not measured["digests_changed_as_expected"] or want_rows != rows_after - rows_before:
-            log(
-                f"{kind}: WARNING: {len(changed)} digests changed ({len(want_digests)} expected), "
-                f"{rows_after - rows_before} verdict rows ({want_rows} expected)"
-            )
-        log(
-            f"{kind}: import of {summary.added} new advisories + re-evaluation in {seconds:.2f} s "
-            f"(read+store {measured['read_and_store_seconds']} s, rematch_all {rematch:.2f} s "
-            f"of which index rebuild {index:.2f} s, reevaluate {reevaluate:.2f} s); "
-            f"{len(changed)} digests changed, {len(summary.verdict_changes)} verdict changes"
+        measured, candidates = measure_import(
+            container, ctx, new_zip, stored, new_documents, want_digests, want_rows, kind
         )
 
         started = time.perf_counter()
         again = security.rematch_all(container.security, tenant_id)
         rematch_again = time.perf_counter() - started
+        started = time.perf_counter()
+        again_candidates = security.rematch(container.security, tenant_id, candidates)
+        rematch_candidates_again = time.perf_counter() - started
         digests = [image.digest for image in stored]
         alone = matching_alone(container, tenant_id, digests)
         started = time.perf_counter()
@@ -600,17 +688,24 @@ def bench_database(kind: str, tmp: Path, count: int) -> dict[str, Any]:
         reference = {
             "rematch_all_unchanged_seconds": round(rematch_again, 3),
             "rematch_all_unchanged_digests_changed": len(again),
+            "rematch_all_unchanged_sboms": len(stored),
+            "rematch_candidates_unchanged_seconds": round(rematch_candidates_again, 3),
+            "rematch_candidates_unchanged_digests_changed": len(again_candidates),
             "match_alone": alone,
             "reevaluate_all_unchanged_seconds": round(reevaluate_all, 3),
             "reevaluate_all_unchanged_digests": len(digests),
             "reevaluate_all_unchanged_changes": len(none),
         }
         log(
-            f"{kind}: unchanged: rematch_all {rematch_again:.2f} s (matching alone "
+            f"{kind}: unchanged: rematch_all {rematch_again:.2f} s, rematch of the "
+            f"{len(candidates):,} candidates {rematch_candidates_again:.2f} s (matching alone "
             f"{alone['seconds']:.2f} s for {alone['components']:,} components: "
             + ", ".join(f"{e} {v['us_per_component']} µs" for e, v in alone["by_ecosystem"].items())
             + f"), reevaluate of "
             f"{len(digests):,} digests {reevaluate_all:.2f} s"
+        )
+        narrow, _ = measure_import(
+            container, ctx, narrow_zip, stored, narrow_documents, set(), 0, kind
         )
         return labels | {
             "environments": POLICIES,
@@ -618,6 +713,7 @@ def bench_database(kind: str, tmp: Path, count: int) -> dict[str, Any]:
             "uploads": uploads,
             "import": measured,
             "reference": reference,
+            "narrow_import": narrow,
             "database_bytes": database_size(database),
         }
     finally:
@@ -655,6 +751,11 @@ def main() -> None:
             "components_per_sbom": COMPONENTS_PER_SBOM,
             "base_advisories": BASE_ADVISORIES,
             "new_advisories": NEW_ADVISORIES,
+            "narrow_advisories": NARROW_ADVISORIES,
+            "narrow_package": {
+                "ecosystem": NARROW_PACKAGE[0].osv,
+                "package": NARROW_PACKAGE[0].name(NARROW_PACKAGE[1]),
+            },
             "new_hits": [
                 {"ecosystem": eco.osv, "package": eco.name(package), "severity": severity}
                 for eco, package, severity in NEW_HITS
