@@ -343,14 +343,14 @@ def _touched_digests(
 ) -> list[str]:
     """The SBOMs new or changed advisories can affect: those listing a package the advisories
     name, and those an earlier version of them matched."""
-    names = {
-        str(entry["package"]["name"])
+    packages = {
+        (str(entry["package"].get("ecosystem", "")).split(":", 1)[0], str(entry["package"]["name"]))
         for advisory in advisories
         for entry in advisory.affected
         if isinstance(entry.get("package"), dict) and entry["package"].get("name")
     }
     with services.uow(read_only=True) as uow:
-        candidates = set(uow.sboms.digests_with_packages(tenant_id, names))
+        candidates = set(uow.sboms.digests_with_packages(tenant_id, packages))
         candidates |= set(
             uow.advisory_matches.digests_hit_by(tenant_id, [a.id for a in advisories])
         )

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -66,29 +66,35 @@ class SqlSbomRepository:
         stmt = select(c.digest).where(c.tenant_id == tenant_id).distinct().order_by(c.digest)
         return [r.digest for r in execute(self._conn, stmt)]
 
-    def digests_with_packages(self, tenant_id: uuid.UUID, names: set[str]) -> list[str]:
-        """Digests whose SBOM lists a package of one of `names` (compared case-blind, with the
-        separators PyPI treats as equal)."""
-        variants: set[str] = set()
-        for name in names:
+    def digests_with_packages(
+        self, tenant_id: uuid.UUID, packages: set[tuple[str, str]]
+    ) -> list[str]:
+        """Digests whose SBOM lists one of `packages`: (OSV base ecosystem, name) pairs. The
+        ecosystem matches with or without a release (`Debian` ~ `Debian:12`); names compare
+        case-blind, with the separators PyPI treats as equal."""
+        by_ecosystem: dict[str, set[str]] = {}
+        for ecosystem, name in packages:
             low = name.strip().lower()
             canonical = re.sub(r"[-_.]+", "-", low)
-            variants |= {low, canonical, canonical.replace("-", "_"), canonical.replace("-", ".")}
-            variants |= {low.replace("/", ":"), low.replace(":", "/")}
-        if not variants:
-            return []
+            by_ecosystem.setdefault(ecosystem, set()).update(
+                {low, canonical, canonical.replace("-", "_"), canonical.replace("-", ".")}
+                | {low.replace("/", ":"), low.replace(":", "/")}
+            )
         c = self.table.c
         found: set[str] = set()
-        ordered = sorted(variants)
-        for start in range(0, len(ordered), 500):
-            stmt = (
-                select(c.digest)
-                .where(
-                    c.tenant_id == tenant_id, func.lower(c.name).in_(ordered[start : start + 500])
+        for ecosystem, variants in sorted(by_ecosystem.items()):
+            ordered = sorted(variants)
+            for start in range(0, len(ordered), 500):
+                stmt = (
+                    select(c.digest)
+                    .where(
+                        c.tenant_id == tenant_id,
+                        or_(c.ecosystem == ecosystem, c.ecosystem.like(f"{ecosystem}:%")),
+                        func.lower(c.name).in_(ordered[start : start + 500]),
+                    )
+                    .distinct()
                 )
-                .distinct()
-            )
-            found |= {r.digest for r in execute(self._conn, stmt)}
+                found |= {r.digest for r in execute(self._conn, stmt)}
         return sorted(found)
 
     def evidence_times(self, tenant_id: uuid.UUID, digests: list[str]) -> dict[str, datetime]:
