@@ -1334,8 +1334,8 @@ def reevaluation_subsection(
         f"versions stored images have ({hits}; fixed in the newest of the three versions in "
         "circulation), the others name installed packages at versions no image has, or "
         "packages no image has. `import_advisories` re-matches only the *candidates*: the "
-        "SBOMs that list a package the new or changed advisories name (by name, case-blind, "
-        "whatever the ecosystem), or that those advisories matched before "
+        "SBOMs that list a package the new or changed advisories name (same ecosystem, name "
+        "compared case-blind), or that those advisories matched before "
         "(`_touched_digests`); then `rematch` of those digests, and `reevaluate` of the ones "
         "whose matches changed. `_touched_digests` (candidate selection), `rematch` (the "
         "digests it is given are the candidates, those it returns changed), `reevaluate` and "
@@ -1478,9 +1478,9 @@ def reevaluation_subsection(
                 f"{i.get('advisory_names_listed', '?')} of the package names the advisories "
                 f"name are listed by some image; the most listed ones (images listing them, of "
                 f"{i['sboms_stored']:,}): {names}. Core distribution packages are in "
-                "every image of their distribution, and names are compared without the "
-                "ecosystem, so the Alpine advisory on `libssl3` also selects the Debian images, "
-                "which list a `libssl3` of their own."
+                "every image of their distribution, and the advisories name core packages of "
+                "both distributions (Alpine `libssl3`; Debian `libc6`, `tzdata`, `zlib1g`), so "
+                "every Debian and every Alpine image is a candidate."
             )
         else:
             scope = (
