@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 
-from tests.conftest import create_database, drop_database, free_port
+from tests.conftest import free_port
 from tests.support.deploy import (
-    FAST,
+    deploy_server,
     docker_cli,
     docker_client,
     http_text,
@@ -21,19 +21,13 @@ from tests.support.deploy import (
     wait_settled,
     web_component,
 )
-from tests.support.live import STELLA, start_server
+from tests.support.live import STELLA
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def live(request, tmp_path, registry_url):
-    docker_client()
-    database = create_database(request.param, tmp_path)
-    server = start_server(
-        [STELLA, "server"], tmp_path / "home", free_port(), database.url, extra_env=FAST
-    )
-    yield server
-    server.stop()
-    drop_database(database)
+    with deploy_server(request.param, tmp_path) as server:
+        yield server
 
 
 def _estate(live, tmp_path, suffix: str, ports: dict[str, int]) -> dict:

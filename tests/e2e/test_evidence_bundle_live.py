@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import create_database, drop_database, free_port
+from tests.conftest import free_port
 from tests.support.deploy import (
-    FAST,
-    docker_client,
+    deploy_server,
     http_text,
     push_web_image,
     remove_containers,
@@ -26,20 +25,13 @@ from tests.support.deploy import (
     wait_settled,
     web_component,
 )
-from tests.support.live import STELLA, start_server
+from tests.support.live import STELLA
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def live(request, tmp_path, registry_url):
-    docker_client()
-    database = create_database(request.param, tmp_path)
-    server = start_server(
-        [STELLA, "server"], tmp_path / "home", free_port(), database.url, extra_env=FAST
-    )
-    server.database_url = database.url
-    yield server
-    server.stop()
-    drop_database(database)
+    with deploy_server(request.param, tmp_path) as server:
+        yield server
 
 
 def offline_verify(bundle: Path, *keys: Path, tmp: Path) -> subprocess.CompletedProcess[str]:

@@ -12,10 +12,10 @@ import uuid
 import pytest
 
 from stella.adapters.signing.dsse import verify_envelope
-from tests.conftest import create_database, drop_database, free_port
+from tests.conftest import free_port
 from tests.support.browser import chromium, shoot, sign_in
 from tests.support.deploy import (
-    FAST,
+    deploy_server,
     docker_cli,
     docker_client,
     http_text,
@@ -25,20 +25,12 @@ from tests.support.deploy import (
     wait_for,
     web_component,
 )
-from tests.support.live import STELLA, start_server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def live(request, tmp_path, registry_url):
-    docker_client()
-    database = create_database(request.param, tmp_path)
-    server = start_server(
-        [STELLA, "server"], tmp_path / "home", free_port(), database.url, extra_env=FAST
-    )
-    server.kind = request.param
-    yield server
-    server.stop()
-    drop_database(database)
+    with deploy_server(request.param, tmp_path) as server:
+        yield server
 
 
 @pytest.fixture

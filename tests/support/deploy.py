@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +17,8 @@ import docker
 import httpx
 import pytest
 
-from tests.conftest import REGISTRY, service_missing
-from tests.support.live import STELLA, LiveServer
+from tests.conftest import REGISTRY, create_database, drop_database, free_port, service_missing
+from tests.support.live import STELLA, LiveServer, start_server
 
 BASE_IMAGE = os.environ.get("TESTENV_BASE_IMAGE", "local/busybox:1")
 DOCKER_HOST = os.environ.get("TESTENV_DOCKER_HOST", "unix:///tmp/stella-testenv/docker.sock")
@@ -217,3 +218,20 @@ def remove_containers(*names: str) -> None:
         for candidate in (name, f"{name}.stella-previous"):
             with contextlib.suppress(docker.errors.NotFound):
                 client.containers.get(candidate).remove(force=True)
+
+
+@contextlib.contextmanager
+def deploy_server(kind: str, tmp: Path) -> Iterator[LiveServer]:
+    """`stella server` with the FAST agent timings, on a fresh database of `kind` (its URL in
+    `server.database_url`), stopped and dropped afterwards."""
+    docker_client()
+    database = create_database(kind, tmp)
+    server = start_server(
+        [STELLA, "server"], tmp / "home", free_port(), database.url, extra_env=FAST
+    )
+    server.database_url = database.url
+    try:
+        yield server
+    finally:
+        server.stop()
+        drop_database(database)
