@@ -4,7 +4,8 @@ References are user input (a tenant admin writes them), so they are confined: `f
 lie inside one of the secret folders (`STELLA_SECRET_DIRS`, default `$STELLA_HOME/secrets` and
 `/run/secrets`), and `env:` names may not point at Stella's own configuration (`STELLA_*`
 other than `STELLA_SECRET_*`) — otherwise a reference could send the signing key or the
-database password to a host of the user's choosing.
+database password to a host of the user's choosing. `vault:` paths may not contain `.`/`..`
+segments, so they stay inside the configured KV v2 mount.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def secret_dirs() -> list[Path]:
 
 
 def resolve_secret(reference: str) -> str:
-    """The value behind `env:NAME` or `file:/path` (first line); raise SecretUnavailable."""
+    """The value behind `env:NAME`, `file:/path` (first line) or `vault:path#key` (a KV v2
+    field, see stella.adapters.vault); raise SecretUnavailable."""
     ref = parse_secret_ref(reference)
     if ref.scheme == "env":
         name = ref.location
@@ -60,5 +62,7 @@ def resolve_secret(reference: str) -> str:
             raise SecretUnavailable(msg) from None
         lines = data.decode(errors="replace").splitlines()
         return lines[0].strip() if lines else ""
-    msg = f"secret reference {ref}: the vault integration is not configured"
-    raise SecretUnavailable(msg)
+    # vault:path#key — imported here so processes without Vault never load hvac.
+    from stella.adapters.vault import read_vault_secret
+
+    return read_vault_secret(ref, resolve_secret)
