@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from stella.adapters.masking import register_secret
 from stella.domain.errors import TerminalError
 from stella.domain.secrets import parse_secret_ref
 
@@ -34,6 +35,12 @@ def secret_dirs() -> list[Path]:
     return [(home / "secrets").resolve(), Path("/run/secrets")]
 
 
+def _registered(value: str) -> str:
+    """`value`, registered for masking: no log line of this process can show it from now on."""
+    register_secret(value)
+    return value
+
+
 def resolve_secret(reference: str) -> str:
     """The value behind `env:NAME`, `file:/path` (first line) or `vault:path#key` (a KV v2
     field, see stella.adapters.vault); raise SecretUnavailable."""
@@ -47,7 +54,7 @@ def resolve_secret(reference: str) -> str:
         if value is None:
             msg = f"secret reference {ref} is not set in the environment of this Stella process"
             raise SecretUnavailable(msg)
-        return value
+        return _registered(value)
     if ref.scheme == "file":
         path = Path(ref.location).resolve()
         if not any(path.is_relative_to(folder) for folder in secret_dirs()):
@@ -61,7 +68,7 @@ def resolve_secret(reference: str) -> str:
             msg = f"secret reference {ref} cannot be read"
             raise SecretUnavailable(msg) from None
         lines = data.decode(errors="replace").splitlines()
-        return lines[0].strip() if lines else ""
+        return _registered(lines[0].strip() if lines else "")
     # vault:path#key — imported here so processes without Vault never load hvac.
     from stella.adapters.vault import read_vault_secret
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 
 from stella.adapters.executors.errors import DeploymentFailed
 from stella.adapters.executors.journal import Journal
+from stella.adapters.masking import register_secret
 from stella.domain.secrets import parse_secret_ref
 
 
@@ -34,6 +35,7 @@ def resolve_reference(
         msg = f"secret reference {reference} for {where} cannot be resolved: {detail}"
         raise DeploymentFailed(msg) from None
     journal.secret(value)
+    register_secret(value)  # and in every log line of this process (agent or server)
     return value
 
 
