@@ -72,4 +72,4 @@ def resolve_secret(reference: str) -> str:
     # vault:path#key — imported here so processes without Vault never load hvac.
     from stella.adapters.vault import read_vault_secret
 
-    return read_vault_secret(ref, resolve_secret)
+    return _registered(read_vault_secret(ref, resolve_secret))
