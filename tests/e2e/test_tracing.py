@@ -1,6 +1,10 @@
-"""OpenTelemetry spans: promotion.request, one gate.evaluate per gate, workflow.step."""
+"""OpenTelemetry spans: promotion.request, one gate.evaluate per gate, workflow.step; deployment
+jobs carry the trace context they were created in."""
 
 from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 from opentelemetry import trace
@@ -8,7 +12,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from stella.adapters.executors import render_compose_lockfile
 from stella.adapters.tracing import tracing_requested
+from stella.domain.deployments import JobKind
+from stella.services.deployments import create_batch
 from tests.support.promotions import build_estate
 from tests.support.workflows import start_worker, wait_for_run
 
@@ -120,3 +127,46 @@ def test_deployment_execute_span(api, container, registry_url, repository, tmp_p
     )
     assert span.attributes["deployment.kind"] == "deploy"
     assert span.attributes["deployment.outcome"] == "succeeded"
+
+
+def _create_jobs(container, api, release_id: str) -> list:
+    """Jobs made the way the deploy step makes them (no worker runs here)."""
+    target_id = uuid.UUID(api.get("/targets/prod-1").json()["id"])
+    with container.read_uow() as uow:
+        tenant_id = next(t for t in uow.tenants.ids() if uow.targets.get(t, str(target_id)))
+        target = uow.targets.get(tenant_id, str(target_id))
+        release = uow.releases.get(tenant_id, release_id)
+        environment = uow.environments.get_by_id(tenant_id, target.environment_id)
+    with container.uow() as uow:
+        jobs = create_batch(
+            uow,
+            render_compose_lockfile,
+            f"traced-{uuid.uuid4()}",
+            release,
+            environment,
+            JobKind.DEPLOY,
+            None,
+            None,
+            None,
+            datetime.now(UTC),
+        )
+        uow.commit()
+    with container.read_uow() as uow:
+        return [uow.jobs.by_id(j.id) for j in jobs]
+
+
+def test_deployment_jobs_store_the_trace_context_they_were_created_in(
+    api, container, registry_url, repository, spans
+):
+    estate = build_estate(api, registry_url, repository)
+    tracer = trace.get_tracer("tests")
+    with tracer.start_as_current_span("deployment.execute") as span:
+        jobs = _create_jobs(container, api, estate.release_id)
+        trace_id = format(span.get_span_context().trace_id, "032x")
+        span_id = format(span.get_span_context().span_id, "016x")
+    assert jobs
+    for job in jobs:
+        version, job_trace, parent, _flags = job.trace_context["traceparent"].split("-")
+        assert (version, job_trace, parent) == ("00", trace_id, span_id)
+    # outside any trace there is nothing to carry
+    assert all(j.trace_context is None for j in _create_jobs(container, api, estate.release_id))

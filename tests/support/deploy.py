@@ -221,13 +221,19 @@ def remove_containers(*names: str) -> None:
 
 
 @contextlib.contextmanager
-def deploy_server(kind: str, tmp: Path) -> Iterator[LiveServer]:
-    """`stella server` with the FAST agent timings, on a fresh database of `kind` (its URL in
-    `server.database_url`), stopped and dropped afterwards."""
+def deploy_server(
+    kind: str, tmp: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[LiveServer]:
+    """`stella server` with the FAST agent timings (and `extra_env`), on a fresh database of
+    `kind` (its URL in `server.database_url`), stopped and dropped afterwards."""
     docker_client()
     database = create_database(kind, tmp)
     server = start_server(
-        [STELLA, "server"], tmp / "home", free_port(), database.url, extra_env=FAST
+        [STELLA, "server"],
+        tmp / "home",
+        free_port(),
+        database.url,
+        extra_env=FAST | (extra_env or {}),
     )
     server.database_url = database.url
     try:

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 from cryptography import x509
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 
 import stella
 from stella.adapters.executors import executor_for
@@ -271,8 +271,11 @@ class Agent:
             extra={"correlation_id": body.get("correlation_id"), "job_id": job_id},
         )
         tracer = trace.get_tracer("stella.agent")
+        # continue the control plane's trace: the task carries its W3C trace context
+        carrier = body.get("trace_context")
+        parent = propagate.extract(carrier) if isinstance(carrier, dict) else None
         try:
-            with tracer.start_as_current_span("agent.task") as span:
+            with tracer.start_as_current_span("agent.task", context=parent) as span:
                 span.set_attribute("deployment.job_id", job_id)
                 span.set_attribute("deployment.target", task.target_name)
                 span.set_attribute("release.version", task.release_version)

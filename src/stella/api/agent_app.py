@@ -54,6 +54,9 @@ class TaskOut(BaseModel):
     task_token: str
     task: dict[str, Any]
     correlation_id: str | None
+    # W3C trace context (`traceparent`, `tracestate`) of the deployment that made the job: the
+    # agent's `agent.task` span continues that trace
+    trace_context: dict[str, str] | None = None
 
 
 class RenewSpec(Spec):
@@ -160,6 +163,7 @@ def create_agent_app(container: Container) -> FastAPI:
                     task_token=token,
                     task=deployments.task_to_json(task),
                     correlation_id=job.correlation_id,
+                    trace_context=job.trace_context,
                 )
             if time.monotonic() >= deadline:
                 return Response(status_code=204)

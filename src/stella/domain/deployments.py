@@ -335,6 +335,9 @@ class DeploymentJob:
     started_at: datetime | None
     finished_at: datetime | None
     evidence_packet_id: uuid.UUID | None = None  # set once its evidence packet is sealed
+    # the W3C trace context (traceparent, tracestate) the job was created in: its executor's
+    # span continues that trace
+    trace_context: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from opentelemetry import propagate
+
 from stella.domain.components import Component
 from stella.domain.deployments import (
     CAPABILITY_FOR_TARGET,
@@ -253,6 +255,14 @@ class BatchStatus:
         return "; ".join(parts)
 
 
+def current_trace_context() -> dict[str, str] | None:
+    """The caller's W3C trace context (`traceparent`, `tracestate`); None outside a trace."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    context = {k: v for k, v in carrier.items() if k in {"traceparent", "tracestate"} and v}
+    return context if "traceparent" in context else None
+
+
 def create_batch(
     uow: UnitOfWork,
     render_lockfile: LockfileRenderer,
@@ -278,6 +288,7 @@ def create_batch(
             if t.state is TargetState.ACTIVE
         ]
     policy = environment.deployment
+    trace_context = current_trace_context()  # the executor's span continues this trace
     jobs = []
     for index, target in enumerate(sorted(targets, key=lambda t: t.name)):
         target_release = (releases_by_target or {}).get(target.id, release)
@@ -358,6 +369,7 @@ def create_batch(
             updated_at=now,
             started_at=None,
             finished_at=now if error else None,
+            trace_context=trace_context,
         )
         uow.jobs.add(job)
         jobs.append(job)

@@ -541,6 +541,7 @@ deployment_jobs = Table(
         postgresql_where=text("evidence_packet_id IS NULL"),
         sqlite_where=text("evidence_packet_id IS NULL"),
     ),
+    Column("trace_context", JsonDocument, nullable=True),  # W3C traceparent/tracestate
 )
 
 deployment_artifacts = Table(
