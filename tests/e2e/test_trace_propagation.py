@@ -144,6 +144,15 @@ def test_one_trace_covers_the_control_plane_and_the_agent(
                 assert api.post("/targets", json=target).status_code == 201
                 component = web_component("web", image.repository)
                 assert api.post("/components", json=component).status_code == 201
+                # the security gate wants an SBOM (or scan) for the image
+                sbom = {"bomFormat": "CycloneDX", "specVersion": "1.5", "components": []}
+                attached = api.post(
+                    "/sboms",
+                    params={"digest": image.digest},
+                    content=json.dumps(sbom),
+                    headers={"Content-Type": "application/json"},
+                )
+                assert attached.status_code in {200, 201}, attached.text
             # start_agent passes os.environ on: the agent exports its spans to the same sink
             for variable, value in otel_env(sink.endpoint, "stella-agent").items():
                 monkeypatch.setenv(variable, value)
