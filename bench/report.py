@@ -1,6 +1,6 @@
 """Write docs/benchmarks.md from the raw results in bench/results/ (create.json, list.json,
 workflows.json, gates.json, deployments.json, evidence.json, security_matching.json,
-security_reevaluation.json).
+security_reevaluation.json, api.json).
 
 A benchmark whose raw results are missing keeps its section (and its conclusions) as the
 previous docs/benchmarks.md has them, marked as kept, so that one benchmark can be run and
@@ -1648,6 +1648,226 @@ def security_conclusions(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _api_row(results: list[dict[str, Any]], endpoint: str, processes: int) -> dict[str, Any]:
+    return next(
+        (r for r in results if r["endpoint"] == endpoint and r["processes"] == processes), {}
+    )
+
+
+def _ratio(new: float | None, old: float | None) -> str:
+    return "-" if not new or not old else f"{new / old:.2f}x"
+
+
+def _overhead(on: float | None, off: float | None) -> str:
+    return "-" if not on or not off else f"{(on / off - 1) * 100:+.0f}%"
+
+
+def _per_request(doc: dict[str, Any], r: dict[str, Any]) -> str:
+    answered = r["requests"] + doc["clients"] * doc["warmup_per_thread"]
+    return f"{r['sink']['spans'] / answered:.1f}" if answered else "-"
+
+
+def api_section(doc: dict[str, Any]) -> list[str]:
+    clients, seconds, scale = doc["clients"], doc["scenario_seconds"], doc["scale_out"]
+    cpus = doc.get("logical_cpus", "?")
+    lines = [
+        "## API throughput",
+        "",
+        f"Real `stella server --no-worker` processes on a fresh database per row group: {clients} "
+        f"client threads in the benchmark process for {seconds:g} s per row (after "
+        f"{doc['warmup_per_thread']} unmeasured requests per thread), each thread with one "
+        "keep-alive connection per process, sending its requests round-robin over the row's "
+        f"processes. *1 process*: one server; *{scale} processes*: {scale} servers on {scale} "
+        "ports against the same database (PostgreSQL: the same database; SQLite: the same file "
+        "in WAL mode, which lets readers run concurrently but admits **one writer at a time**: "
+        "every write transaction takes the file's write lock with `BEGIN IMMEDIATE`). The "
+        "database holds "
+        f"{doc['seed_releases']} seeded releases plus those the write rows create. "
+        "`GET /releases?limit=50` answers a full page of 50; `GET /promotions/{id}` one "
+        "approved promotion; `POST /releases` has one component given by digest "
+        "(`repo@sha256:…`): no tag resolution, the digest is verified against the loopback "
+        "registry once per process (warm-up) and then answered from the process's cache; "
+        "`POST /promotions` promotes a release made by the `POST /releases` row before it to "
+        "`dev`: no targets, no deployment on approval and no gates configured, so the "
+        "non-production defaults run (`previous_environment`, `security` on a clean scan) "
+        "and the promotion is approved at once. The "
+        "CPU columns are CPU-seconds per second of wall time (1.0 = one CPU busy) of the "
+        "client, of all server processes and of PostgreSQL's processes, read from `/proc`; "
+        f"*machine* is the share of all {cpus} CPUs busy. Source measured: commit "
+        f"`{doc.get('commit', 'unknown')}`"
+        + (
+            f"; the 1-minute load average was {load['before'][0]:.1f} before and "
+            f"{load['after'][0]:.1f} after this benchmark."
+            if (load := doc.get("load_average"))
+            else "."
+        ),
+        "",
+        "| Database | Endpoint | Processes | Requests | Throughput (req/s) | p50 (ms) | p99 (ms) "
+        "| CPUs: client / servers / PostgreSQL | Machine busy |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for d in doc["results"]:
+        for r in d["scenarios"]:
+            cpu = r["cpu"]
+            share = cpu.get("machine_busy_share")
+            lines.append(
+                f"| {d['database']} | `{r['endpoint']}` | {r['processes']} | {_requests(r)}"
+                + (" (releases to promote ran out)" if r.get("pool_exhausted") else "")
+                + f" | {_rps(r['throughput_rps'])} | {_ms(r.get('p50_ms'))} "
+                f"| {_ms(r.get('p99_ms'))} | {cpu['client_cpus']:.2f} / {cpu['servers_cpus']:.2f}"
+                f" / {cpu['postgres_cpus']:.2f} | {'-' if share is None else f'{share:.0%}'} |"
+            )
+    lines += [
+        "",
+        f"Scaling from 1 to {scale} processes (throughput ratio):",
+        "",
+    ]
+    for d in doc["results"]:
+        endpoints = list(dict.fromkeys(r["endpoint"] for r in d["scenarios"]))
+        parts = [
+            f"`{e}` "
+            + _ratio(
+                _api_row(d["scenarios"], e, scale).get("throughput_rps"),
+                _api_row(d["scenarios"], e, 1).get("throughput_rps"),
+            )
+            for e in endpoints
+        ]
+        lines.append(f"- {d['database']}: " + ", ".join(parts) + ".")
+    lines += [
+        "",
+        f"*Tracing*: the same {clients} clients against one process with tracing off "
+        "(`OTEL_TRACES_EXPORTER=none`) and one with tracing on (`OTEL_TRACES_EXPORTER=otlp`, "
+        "`OTEL_EXPORTER_OTLP_ENDPOINT` = a small HTTP sink in the benchmark process on "
+        "127.0.0.1 that answers 200 to `POST /v1/traces` and counts the spans), alternately, on "
+        "the same database. Stella's code opens spans around a promotion request "
+        "(`promotion.request`, plus one `gate.evaluate` per gate: two in `dev`) and around "
+        "deployments and worker steps. *Spans per request* divides the spans the sink received "
+        "for a row by the requests the traced process answered in it (warm-up included). The "
+        "promotions of these rows are releases created beforehand, split in two equal halves; "
+        "the batch exporter's queue is flushed (6 s wait) before the next row.",
+        "",
+        "| Database | Endpoint | Tracing | Requests | Throughput (req/s) | p50 (ms) | p99 (ms) "
+        "| Spans exported | Spans per request | Throughput change | p50 change |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for d in doc["results"]:
+        rows = d.get("tracing", [])
+        for r in rows:
+            off = next(
+                (x for x in rows if x["endpoint"] == r["endpoint"] and x["tracing"] == "off"), {}
+            )
+            on = r["tracing"] == "on"
+            lines.append(
+                f"| {d['database']} | `{r['endpoint']}` | {r['tracing']} | {_requests(r)}"
+                + (" (releases to promote ran out)" if r.get("pool_exhausted") else "")
+                + f" | {_rps(r['throughput_rps'])} | {_ms(r.get('p50_ms'))} "
+                f"| {_ms(r.get('p99_ms'))} | {r['sink']['spans'] if on else '-'} "
+                f"| {_per_request(doc, r) if on else '-'} "
+                f"| {_overhead(r['throughput_rps'], off.get('throughput_rps')) if on else ''} "
+                f"| {_overhead(r.get('p50_ms'), off.get('p50_ms')) if on else ''} |"
+            )
+    failed = [
+        f"{d['database']} {r['endpoint']} ({r['processes']} processes): "
+        + "; ".join(r["error_examples"])
+        for d in doc["results"]
+        for r in d["scenarios"] + d.get("tracing", [])
+        if r["errors"]
+    ]
+    if failed:
+        lines += ["", "Failed requests, first examples:", ""]
+        lines += [f"- {text}" for text in failed]
+    names: dict[str, int] = {}
+    for d in doc["results"]:
+        for r in d.get("tracing", []):
+            for key, n in r.get("sink", {}).items():
+                if key.startswith("span "):
+                    names[key.removeprefix("span ")] = names.get(key.removeprefix("span "), 0) + n
+    if names:
+        lines += [
+            "",
+            "Spans the sink received, by name: "
+            + ", ".join(f"`{k}` {v:,}" for k, v in sorted(names.items(), key=lambda x: -x[1]))
+            + ".",
+        ]
+    exited = [d["database"] for d in doc["results"] if d.get("server_exited")]
+    if exited:
+        lines += ["", f"A server process exited during the run on: {', '.join(exited)}."]
+    return [*lines, ""]
+
+
+def api_conclusions(doc: dict[str, Any]) -> list[str]:
+    scale = doc["scale_out"]
+    lines = []
+    for d in doc["results"]:
+        rows = d["scenarios"]
+        parts = []
+        for endpoint in dict.fromkeys(r["endpoint"] for r in rows):
+            one, many = _api_row(rows, endpoint, 1), _api_row(rows, endpoint, scale)
+            parts.append(
+                f"`{endpoint}` {_rps(one.get('throughput_rps'))} req/s (p99 "
+                f"{_ms(one.get('p99_ms'))} ms) with 1 process, {_rps(many.get('throughput_rps'))}"
+                f" req/s (p99 {_ms(many.get('p99_ms'))} ms) with {scale}"
+            )
+        lines.append(
+            f"- **API throughput, {d['database']}, {doc['clients']} clients:** "
+            + "; ".join(parts)
+            + "."
+        )
+    cpus = doc.get("logical_cpus") or 0
+
+    def cpu_range(processes: int, key: str) -> str:
+        values = [
+            r["cpu"].get(key) or 0.0
+            for d in doc["results"]
+            for r in d["scenarios"]
+            if r["processes"] == processes
+        ]
+        if not values:
+            return "-"
+        if key == "machine_busy_share":
+            return f"{min(values):.0%}-{max(values):.0%}"
+        return f"{min(values):.2f}-{max(values):.2f}"
+
+    lines.append(
+        f"- API throughput: client, API processes and PostgreSQL share this machine's {cpus} "
+        f"logical CPUs. With 1 process the server used {cpu_range(1, 'servers_cpus')} CPUs "
+        f"(the machine was {cpu_range(1, 'machine_busy_share')} busy): one Python process "
+        "with its interpreter lock is bound to about one core, so a second process can use "
+        f"the idle one. With {scale} processes the servers used "
+        f"{cpu_range(scale, 'servers_cpus')} CPUs and the machine was "
+        f"{cpu_range(scale, 'machine_busy_share')} busy: the cores are full, so processes "
+        f"beyond the second share them (plus the client and PostgreSQL) and {scale} "
+        f"processes cannot scale {scale}-fold here; the gain measured is that of using both "
+        "cores. Scaling out pays off with a core (or host) per process. SQLite admits one "
+        "writer at a time across all processes (the write lock of the file), so its write "
+        "rows cannot gain from more processes: they queue on the lock (waiting up to the "
+        "30 s busy timeout), which shows in their p99; "
+        "PostgreSQL's writers run concurrently until its CPU and commits (fsync) are the limit."
+    )
+    for d in doc["results"]:
+        rows = d.get("tracing", [])
+        parts = []
+        for endpoint in dict.fromkeys(r["endpoint"] for r in rows):
+            off = next((r for r in rows if r["endpoint"] == endpoint and r["tracing"] == "off"), {})
+            on = next((r for r in rows if r["endpoint"] == endpoint and r["tracing"] == "on"), {})
+            parts.append(
+                f"`{endpoint}` throughput "
+                + _overhead(on.get("throughput_rps"), off.get("throughput_rps"))
+                + f", p50 {_overhead(on.get('p50_ms'), off.get('p50_ms'))}"
+                f" ({on.get('sink', {}).get('spans', 0)} spans exported)"
+            )
+        if parts:
+            lines.append(
+                f"- API throughput with tracing on (OTLP/HTTP to a local sink), {d['database']}: "
+                + "; ".join(parts)
+                + " against tracing off, in consecutive rows; on this shared machine rows of "
+                "one setup vary by tens of percent (most for SQLite writes, which queue on its "
+                "lock), so only a difference found on both databases and both endpoints would "
+                "be a cost of tracing."
+            )
+    return lines
+
+
 # --- sections kept from the previous report ---------------------------------------------------
 
 # heading of each benchmark's section, and how its conclusion bullets begin
@@ -1683,6 +1903,7 @@ SECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
         "## Security decisioning",
         ("- **Security matching", "- **Security re-evaluation"),
     ),
+    "api": ("## API throughput", ("- **API throughput, ", "- API throughput")),
 }
 
 
@@ -1775,6 +1996,7 @@ def main() -> None:
     create, lists, flows = _load("create"), _load("list"), _load("workflows")
     gate_doc, deploy_doc = _load("gates"), _load("deployments")
     evidence_doc = _load("evidence")
+    api_doc = _load("api")
     match_doc, reeval_doc = _load("security_matching"), _load("security_reevaluation")
     security_doc = (
         None
@@ -1795,6 +2017,7 @@ def main() -> None:
         "deployments": deploy_doc,
         "evidence": evidence_doc,
         "security": security_doc,
+        "api": api_doc,
     }
     if all(doc is None for doc in docs.values()):
         msg = f"no results in {RESULTS_DIR}; run `make bench`"
@@ -1819,7 +2042,9 @@ def main() -> None:
     info = machine()
     databases = [
         f"| Database | {text} |"
-        for text in _databases(create, lists, flows, gate_doc, deploy_doc, evidence_doc, reeval_doc)
+        for text in _databases(
+            create, lists, flows, gate_doc, deploy_doc, evidence_doc, reeval_doc, api_doc
+        )
     ]
     if kept:  # the kept sections name databases this run may not have measured
         kinds = {row.split("|")[2].split(":")[0].strip() for row in databases}
@@ -1882,6 +2107,7 @@ def main() -> None:
         "deployments": deployments_section,
         "evidence": evidence_section,
         "security": security_section,
+        "api": api_section,
     }
     for name, doc in docs.items():
         if doc is not None:
@@ -1896,6 +2122,8 @@ def main() -> None:
         lines += evidence_conclusions(evidence_doc)
     if security_doc is not None:
         lines += security_conclusions(security_doc)
+    if api_doc is not None:
+        lines += api_conclusions(api_doc)
     lines.append("")
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text("\n".join(lines).rstrip() + "\n")

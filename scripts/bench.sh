@@ -31,4 +31,6 @@ echo "[bench] security matching: 10,000 SBOM components against 50,000 OSV advis
 run 300 bench.bench_security_matching
 echo "[bench] security re-evaluation: 1,000 stored SBOMs after importing 100 new advisories (SQLite, PostgreSQL)" >&2
 run 900 bench.bench_security_reevaluation
+echo "[bench] API throughput: read and write endpoints, 1 and 4 API processes, tracing on and off (SQLite, PostgreSQL)" >&2
+run 900 bench.bench_api
 "${PY[@]}" -m bench.report
