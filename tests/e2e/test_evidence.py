@@ -407,10 +407,21 @@ def test_bundle_verifies_replays_and_names_every_tampering(api, estate, tmp_path
         assert not dropped.ok, name
         assert name in dropped.problem, (name, dropped.problem)
 
-    extra = check(
-        rewrite(bundle, lambda m, d: d) + b"", key, tmp_path=tmp_path
-    )  # an untouched copy still verifies
-    assert extra.ok
+    assert check(rewrite(bundle, lambda m, d: d), key, tmp_path=tmp_path).ok  # a faithful copy
+    smuggled = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(bundle), mode="r:gz") as old,
+        tarfile.open(fileobj=smuggled, mode="w:gz") as new,
+    ):
+        for info in old:
+            new.addfile(info, old.extractfile(info))
+        info = tarfile.TarInfo("packets/extra.dsse.json")
+        info.size = 2
+        new.addfile(info, io.BytesIO(b"{}"))
+    extra = check(smuggled.getvalue(), key, tmp_path=tmp_path)
+    assert "packets/extra.dsse.json is in the bundle but not in its signed manifest" in (
+        extra.problem or ""
+    )
 
     stranger = public_pem(Ed25519PrivateKey.generate().public_key()).encode()
     unknown = check(bundle, stranger, tmp_path=tmp_path)

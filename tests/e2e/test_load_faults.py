@@ -259,6 +259,7 @@ def _scenario(server: LiveServer, workers: WorkerProcesses, dbname: str) -> None
 
     time.sleep(max(0.0, recorder.started + TERMINATE_BACKENDS_AT - time.monotonic()))
     terminated = terminate_backends(dbname)
+    assert terminated > 0, "no database connection was terminated: the fault was not injected"
     faults.append(
         f"t={time.monotonic() - recorder.started:.1f}s {terminated} backend connections terminated"
     )

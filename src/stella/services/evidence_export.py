@@ -133,7 +133,8 @@ def write_bundle(
             statement = audit_chain.statement_of(packet.envelope)
             for attachment in statement["predicate"].get("attachments", []):
                 attachment_digests.setdefault(attachment["digest"], attachment)
-            subjects |= {str(packet.subject_id), str(packet.promotion_id), str(packet.release_id)}
+            ids = (packet.subject_id, packet.promotion_id, packet.release_id)
+            subjects |= {str(i) for i in ids if i is not None}
         index = []
         for digest_value, attachment in sorted(attachment_digests.items()):
             content = uow.attachments.content(tenant_id, digest_value)

@@ -513,7 +513,8 @@ def exposure(uow_factory: UnitOfWorkFactory, ctx: CallContext, advisory: str) ->
     tenant_id = ctx.principal.tenant_id
     now = ctx.clock()
     with uow_factory(read_only=True) as uow:
-        ids = set(uow.advisories.ids_for(tenant_id, advisory)) | {advisory}
+        aliases = uow.advisories.ids_for(tenant_id, advisory)
+        ids = set(aliases) | {advisory}
         running = _running(uow, tenant_id)
         digests = sorted({d for entry in running for d in entry["digests"]})
         hit = set(uow.advisory_matches.digests_hit_by(tenant_id, sorted(ids)))
@@ -555,11 +556,10 @@ def exposure(uow_factory: UnitOfWorkFactory, ctx: CallContext, advisory: str) ->
                     "digests": [{"digest": d, "findings": affected[d]} for d in exposed],
                 }
             )
-    known = uow_has(uow_factory, tenant_id, advisory)
     return {
         "advisory": advisory,
         "ids": sorted(ids),
-        "known": known,
+        "known": bool(aliases),
         "checked_at": now.isoformat(),
         "environments": environments,
         "releases": [
@@ -567,11 +567,6 @@ def exposure(uow_factory: UnitOfWorkFactory, ctx: CallContext, advisory: str) ->
             for r in releases
         ],
     }
-
-
-def uow_has(uow_factory: UnitOfWorkFactory, tenant_id: uuid.UUID, advisory: str) -> bool:
-    with uow_factory(read_only=True) as uow:
-        return bool(uow.advisories.ids_for(tenant_id, advisory))
 
 
 def _running(uow: UnitOfWork, tenant_id: uuid.UUID) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ resolved on every request, so revoking the token (or deleting the user) ends the
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,10 +29,6 @@ class WebSession:
     csrf: str
 
 
-def _hash(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
 def sign_in(
     uow_factory: UnitOfWorkFactory, token: str, clock: Clock, lifetime: timedelta = SESSION_LIFETIME
 ) -> WebSession:
@@ -50,7 +45,7 @@ def sign_in(
         uow.web_sessions.purge_expired(now)
         uow.web_sessions.add(
             {
-                "id_hash": _hash(cookie),
+                "id_hash": hash_token(cookie),
                 "tenant_id": principal.tenant_id,
                 "token_hash": token_hash,
                 "csrf": csrf,
@@ -68,7 +63,7 @@ def resolve(uow_factory: UnitOfWorkFactory, cookie: str | None, clock: Clock) ->
         msg = "sign in to continue"
         raise SessionExpired(msg)
     with uow_factory(read_only=True) as uow:
-        found = uow.web_sessions.get(_hash(cookie))
+        found = uow.web_sessions.get(hash_token(cookie))
         principal = uow.tokens.find_principal(found["token_hash"]) if found else None
     if found is None or found["expires_at"] <= clock() or principal is None:
         msg = "your session has expired; sign in again"
@@ -80,5 +75,5 @@ def sign_out(uow_factory: UnitOfWorkFactory, cookie: str | None) -> None:
     if not cookie:
         return
     with uow_factory() as uow:
-        uow.web_sessions.delete(_hash(cookie))
+        uow.web_sessions.delete(hash_token(cookie))
         uow.commit()

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from stella.domain.errors import StellaError
 from stella.services.web_sessions import SessionExpired
 from stella.web import pages
-from stella.web.core import HERE, error_page, is_page, login_redirect
+from stella.web.core import COOKIE, HERE, error_page, is_page, login_redirect
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
@@ -34,7 +34,7 @@ def _wrap(app: FastAPI, kind: type[Exception]) -> None:
         if not is_page(request):
             return await api_handler(request, exc)
         if isinstance(exc, SessionExpired):
-            return login_redirect(request, expired=bool(request.cookies.get("stella_session")))
+            return login_redirect(request, expired=bool(request.cookies.get(COOKIE)))
         if isinstance(exc, StellaError):
             return error_page(request, exc.status, exc.title, exc.detail)
         if isinstance(exc, StarletteHTTPException):

@@ -303,11 +303,6 @@ class SqlAuditChainRepository:
         row = execute(self._conn, select(heads).where(heads.c.tenant_id == tenant_id)).first()
         return (0, GENESIS_HASH) if row is None else (int(row.size), str(row.head_hash))
 
-    def size(self, tenant_id: uuid.UUID) -> int:
-        c = t.audit_chain.c
-        stmt = select(func.coalesce(func.max(c.seq), 0)).where(c.tenant_id == tenant_id)
-        return int(execute(self._conn, stmt).scalar_one())
-
     def entries(
         self, tenant_id: uuid.UUID, from_seq: int, to_seq: int | None = None, limit: int = 1000
     ) -> list[ChainEntry]:
@@ -333,11 +328,6 @@ class SqlAuditChainRepository:
             c.tenant_id == tenant_id, c.entry_type == str(entry_type), c.entry_id.in_(ids)
         )
         return {r.entry_id: _entry(r) for r in execute(self._conn, stmt).all()}
-
-    def count_of(self, tenant_id: uuid.UUID, entry_type: ChainEntryType) -> int:
-        c = t.audit_chain.c
-        stmt = select(func.count()).where(c.tenant_id == tenant_id, c.entry_type == entry_type)
-        return int(execute(self._conn, stmt).scalar_one())
 
     def add_checkpoint(self, values: dict[str, Any]) -> None:
         execute(self._conn, insert(t.audit_checkpoints).values(values))

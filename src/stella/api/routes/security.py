@@ -191,21 +191,13 @@ def create_waiver(container: ContainerDep, ctx: Ctx, spec: WaiverSpec) -> dict[s
     else:
         assert spec.ttl is not None  # noqa: S101 - checked above
         try:
-            expires = now + _days(spec.ttl)
+            expires = now + parse_duration(spec.ttl)
         except ValueError as exc:
             raise ValidationFailed.single("ttl", str(exc)) from None
     values = svc.create_waiver(
         container.security, ctx, spec.advisory, spec.package, spec.reason, expires, spec.environment
     )
     return _waiver_out(values)
-
-
-def _days(text: str) -> Any:
-    from datetime import timedelta
-
-    if text.endswith("d") and text[:-1].isdigit():
-        return timedelta(days=int(text[:-1]))
-    return parse_duration(text)
 
 
 @router.get("/waivers", tags=["security"])

@@ -13,7 +13,7 @@ from stella.domain.pagination import PageRequest
 from stella.services import drift
 from stella.services.security import security_context, verdict_from_context
 from stella.services.targets import environment_targets
-from stella.services.web_sessions import sign_in, sign_out
+from stella.services.web_sessions import SESSION_LIFETIME, sign_in, sign_out
 from stella.web.core import COOKIE, Web, WebContext, check_csrf, form, render
 
 router = APIRouter()
@@ -49,7 +49,7 @@ async def login(request: Request, container: ContainerDep) -> Response:
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
-        max_age=8 * 3600,
+        max_age=int(SESSION_LIFETIME.total_seconds()),
         path="/",
     )
     return response
