@@ -1,0 +1,186 @@
+"""A security waiver's whole life through the API, on SQLite and PostgreSQL: it unblocks a
+promotion the security gate blocked; once revoked (`POST /waivers/{id}/revoke`) or expired, the
+verdict blocks again; every recorded change counts in `release_verdict_changed_total` on
+/metrics."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+import zipfile
+
+from tests.support.promotions import build_estate, gate
+
+CVE = "CVE-2023-32681"
+GHSA = "GHSA-j8r2-6x86-q33q"
+ADVISORY = {
+    "schema_version": "1.6.0",
+    "id": GHSA,
+    "aliases": [CVE],
+    "summary": "Unintended leak of Proxy-Authorization header in requests",
+    "modified": "2023-06-01T00:00:00Z",
+    "published": "2023-05-22T20:30:00Z",
+    "database_specific": {"severity": "HIGH"},
+    "affected": [
+        {
+            "package": {"ecosystem": "PyPI", "name": "requests", "purl": "pkg:pypi/requests"},
+            "ranges": [
+                {"type": "ECOSYSTEM", "events": [{"introduced": "2.3.0"}, {"fixed": "2.31.0"}]}
+            ],
+        }
+    ],
+}
+SBOM = {
+    "bomFormat": "CycloneDX",
+    "specVersion": "1.5",
+    "version": 1,
+    "components": [
+        {
+            "type": "library",
+            "name": "requests",
+            "version": "2.28.1",
+            "purl": "pkg:pypi/requests@2.28.1",
+        }
+    ],
+}
+METRIC = "release_verdict_changed_total"
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """One sample of the Prometheus text exposition (0 when absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        match = re.match(rf"^{name}\{{(.*)\}} (\S+)$", line)
+        if match and ",".join(sorted(match.group(1).split(","))) == wanted:
+            return float(match.group(2))
+    return 0.0
+
+
+def changed(client, environment: str, state: str) -> float:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    return sample(response.text, METRIC, environment=environment, state=state)
+
+
+def exposed_estate(api, registry_url, repository):
+    """dev → stage → prod with a release whose SBOM has requests 2.28.1, then the advisory
+    against it imported: the release's verdict fails everywhere."""
+    estate = build_estate(api, registry_url, repository)
+    sbom = api.request(
+        "POST",
+        "/sboms",
+        params={"digest": estate.digest},
+        content=json.dumps(SBOM),
+        headers={"Content-Type": "application/json"},
+    )
+    assert sbom.status_code == 201, sbom.text
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr(f"osv/{ADVISORY['id']}.json", json.dumps(ADVISORY))
+    imported = api.request(
+        "POST",
+        "/advisories/import",
+        content=archive.getvalue(),
+        headers={"Content-Type": "application/zip"},
+    )
+    assert imported.status_code in (200, 201), imported.text
+    return estate
+
+
+def verdict(api, digest: str, environment: str) -> dict:
+    found = api.get("/verdicts", params={"digest": digest}).json()
+    return next(v for v in found["verdicts"] if v["environment"] == environment)
+
+
+def history(api, digest: str, environment: str) -> list[tuple[str, str]]:
+    """(state, cause) of the recorded changes, oldest first."""
+    found = api.get("/verdicts", params={"digest": digest}).json()["history"]
+    return [(h["state"], h["cause"]) for h in reversed(found) if h["environment"] == environment]
+
+
+def promote(api, release_id: str, target: str) -> dict:
+    response = api.post("/promotions", {"release_id": release_id, "target_environment": target})
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def waive(api, **extra) -> dict:
+    spec = {
+        "advisory": CVE,
+        "package": "pkg:pypi/requests",
+        "reason": "the proxy strips the header; upgrade planned",
+        **extra,
+    }
+    response = api.post("/waivers", spec)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def test_a_revoked_waiver_blocks_again_and_each_change_is_counted(
+    api, client, registry_url, repository
+):
+    estate = exposed_estate(api, registry_url, repository)
+    blocked = promote(api, estate.release_id, "dev")
+    assert blocked["state"] == "blocked"
+    assert GHSA in gate(blocked, "security")["reason"]
+    assert verdict(api, estate.digest, "dev")["state"] == "fail"
+    passes, fails = changed(client, "dev", "pass"), changed(client, "dev", "fail")
+
+    waiver = waive(api, ttl="7d")
+    assert verdict(api, estate.digest, "dev")["state"] == "pass"
+    unblocked = api.get(f"/promotions/{blocked['id']}").json()
+    assert unblocked["state"] == "approved"
+    assert gate(unblocked, "security")["passed"] is True
+    assert "1 waived" in gate(unblocked, "security")["reason"]
+    assert changed(client, "dev", "pass") == passes + 1
+    assert changed(client, "dev", "fail") == fails
+
+    # the waiver covers stage too while it lasts: the security gate passes there
+    stage = promote(api, estate.release_id, "stage")
+    assert stage["state"] == "awaiting_approval"
+    assert gate(stage, "security")["passed"] is True
+
+    revoked = api.post(f"/waivers/{waiver['id']}/revoke")
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["revoked_at"] is not None
+    now_dev = verdict(api, estate.digest, "dev")
+    assert now_dev["state"] == "fail"
+    assert changed(client, "dev", "fail") == fails + 1
+    assert changed(client, "dev", "pass") == passes + 1
+    assert history(api, estate.digest, "dev")[-2:] == [
+        ("pass", "waiver"),
+        ("fail", "waiver revoked"),
+    ]
+    # the waiting stage promotion was gated again at once, and blocks on the advisory
+    again = api.get(f"/promotions/{stage['id']}").json()
+    assert again["state"] == "blocked"
+    assert GHSA in gate(again, "security")["reason"]
+    audit = api.get("/audit-events", params={"action": "waiver.revoked"}).json()["items"]
+    assert [e["resource_id"] for e in audit] == [waiver["id"]]
+
+
+def test_an_expired_waiver_lets_nothing_through_any_more(api, registry_url, repository):
+    estate = exposed_estate(api, registry_url, repository)
+    blocked = promote(api, estate.release_id, "dev")
+    assert blocked["state"] == "blocked"
+    waiver = waive(api, ttl="2s")
+    assert api.get(f"/promotions/{blocked['id']}").json()["state"] == "approved"
+    stage = promote(api, estate.release_id, "stage")
+    assert stage["state"] == "awaiting_approval"
+    assert gate(stage, "security")["passed"] is True
+
+    deadline = time.monotonic() + 30
+    while verdict(api, estate.digest, "stage")["state"] != "fail":
+        assert time.monotonic() < deadline, "the waiver never expired"
+        time.sleep(0.2)
+    current = verdict(api, estate.digest, "stage")
+    assert [b["advisory_id"] for b in current["blocking"]] == [GHSA]
+    reevaluated = api.post(f"/promotions/{stage['id']}/reevaluate")
+    assert reevaluated.status_code == 200, reevaluated.text
+    assert reevaluated.json()["state"] == "blocked"
+    assert GHSA in gate(reevaluated.json(), "security")["reason"]
+    # not revoked: it simply ran out
+    listed = api.get("/waivers", params={"include_revoked": "true"}).json()["items"]
+    assert [(w["id"], w["revoked_at"]) for w in listed] == [(waiver["id"], None)]
