@@ -19,9 +19,10 @@ from stella.domain.attachment_formats import (
     AttachmentKind,
     DocumentRejected,
     UnknownFormat,
-    classify,
+    detect,
     formats_of,
     is_sha256_digest,
+    parse_json,
 )
 from stella.domain.errors import ImageNotFound, NotFound, PayloadTooLarge, ValidationFailed
 from stella.domain.ids import new_id
@@ -102,8 +103,9 @@ class IngestHook(Protocol):
     `ingest` runs in the storing transaction, `settle` after it committed."""
 
     def ingest(
-        self, uow: UnitOfWork, tenant_id: uuid.UUID, attachment: dict[str, Any], content: bytes
-    ) -> list[str]: ...
+        self, uow: UnitOfWork, tenant_id: uuid.UUID, attachment: dict[str, Any], document: Any
+    ) -> list[str]:
+        """`document` is the stored attachment's parsed JSON (parsed once, to validate it)."""
 
     def settle(self, tenant_id: uuid.UUID, digests: list[str], cause: str) -> object: ...
 
@@ -113,10 +115,37 @@ def _check_subject(digest: str) -> None:
         raise ValidationFailed.single("digest", "must be sha256:<64 lowercase hex>")
 
 
-def _format_of(upload: Upload) -> AttachmentFormat:
-    candidates = formats_of(upload.kind)
+def check_size(content: bytes, max_bytes: int) -> None:
+    """PayloadTooLarge for a document over the limit; checked before anything parses it."""
+    if len(content) > max_bytes:
+        msg = f"document is larger than {max_bytes} bytes (STELLA_ATTACHMENT_MAX_BYTES)"
+        raise PayloadTooLarge(msg)
+
+
+def _classify(
+    content: bytes, format_name: str | None, candidates: list[str], document: Any = None
+) -> tuple[AttachmentFormat, Any]:
+    """`classify` that hands back the parsed document too, so that it is parsed once: to be
+    checked here and read by the ingest hook. `document`: the content already parsed."""
+    if format_name is not None and format_name not in candidates:
+        msg = f"unknown format '{format_name}'; accepted: {', '.join(candidates)}"
+        raise UnknownFormat(msg)
+    if document is None:  # JSON `null` is no document of any format either
+        document = parse_json(content)
+    fmt = FORMATS[format_name] if format_name is not None else detect(document, candidates)
+    if fmt is None:
+        msg = (
+            f"format not recognised; accepted: {', '.join(candidates)} "
+            "(name one with the format parameter)"
+        )
+        raise DocumentRejected(msg)
+    fmt.check(document)
+    return fmt, document
+
+
+def _format_of(upload: Upload, document: Any = None) -> tuple[AttachmentFormat, Any]:
     try:
-        return classify(upload.content, upload.format, candidates)
+        return _classify(upload.content, upload.format, formats_of(upload.kind), document)
     except UnknownFormat as exc:
         raise ValidationFailed.single("format", str(exc)) from None
     except DocumentRejected as exc:
@@ -129,18 +158,20 @@ def add_attachment(
     upload: Upload,
     max_bytes: int,
     hook: IngestHook | None = None,
+    document: Any = None,
 ) -> Added:
-    """Validate and store one document; the same bytes for the same image are stored once."""
+    """Validate and store one document; the same bytes for the same image are stored once.
+
+    The content is parsed once (after its size is checked), or not at all when the caller
+    already holds it parsed (`document`, e.g. a scan report that came inside a request)."""
     noun = f"{upload.kind}s" if upload.kind else "attachments"
     require(ctx, Permission.MANAGE_RELEASES, uow_factory, f"upload {noun}")
     _check_subject(upload.subject_digest)
-    if len(upload.content) > max_bytes:
-        msg = f"document is larger than {max_bytes} bytes (STELLA_ATTACHMENT_MAX_BYTES)"
-        raise PayloadTooLarge(msg)
-    fmt = _format_of(upload)
+    check_size(upload.content, max_bytes)
+    fmt, parsed = _format_of(upload, document)
     with uow_factory() as uow:
         added = _store(uow, ctx, upload, fmt)
-        touched = _ingest(hook, uow, ctx, added, upload.content)
+        touched = _ingest(hook, uow, ctx, added, parsed)
         uow.commit()
     if hook is not None and touched:
         hook.settle(ctx.principal.tenant_id, touched, f"{fmt.kind} {added.attachment['digest']}")
@@ -148,13 +179,13 @@ def add_attachment(
 
 
 def _ingest(
-    hook: IngestHook | None, uow: UnitOfWork, ctx: CallContext, added: Added, content: bytes
+    hook: IngestHook | None, uow: UnitOfWork, ctx: CallContext, added: Added, document: Any
 ) -> list[str]:
     """SBOMs and VEX documents feed the security verdicts (also when re-uploaded, so an SBOM
     stored before the feed existed can be ingested again)."""
     if hook is None or added.attachment["kind"] not in ("sbom", "vex"):
         return []
-    return hook.ingest(uow, ctx.principal.tenant_id, added.attachment, content)
+    return hook.ingest(uow, ctx.principal.tenant_id, added.attachment, document)
 
 
 def _store(uow: UnitOfWork, ctx: CallContext, upload: Upload, fmt: AttachmentFormat) -> Added:
@@ -314,7 +345,7 @@ def discover_referrers(
         subjects = _subjects(uow, tenant_id, digest, release)
         registries = {i.host: i for i in uow.integrations.registries(tenant_id)}
     result = Discovery()
-    uploads: list[Upload] = []
+    uploads: list[tuple[Upload, Any]] = []
     for repository, subject in subjects:
         try:
             parsed = parse_repository(repository)
@@ -331,9 +362,9 @@ def discover_referrers(
             }
         )
         for descriptor in listing.descriptors:
-            upload = _fetch(source, parsed.path, subject, descriptor, max_bytes, result)
-            if upload is not None:
-                uploads.append(upload)
+            fetched = _fetch(source, parsed.path, subject, descriptor, max_bytes, result)
+            if fetched is not None:
+                uploads.append(fetched)
     _store_discovered(uow_factory, ctx, uploads, result, hook)
     return result
 
@@ -345,7 +376,8 @@ def _fetch(
     descriptor: dict[str, Any],
     max_bytes: int,
     result: Discovery,
-) -> Upload | None:
+) -> tuple[Upload, Any] | None:
+    """The referrer's document as an upload, with the document parsed (once, to check it)."""
     ref = str(descriptor["digest"])
 
     def skip(reason: str) -> None:
@@ -386,27 +418,27 @@ def _fetch(
         skip(f"the referrer's layer {layer_digest} is not in the registry")
         return None
     try:
-        fmt = classify(content, None, candidates)
+        fmt, document = _classify(content, None, candidates)
     except DocumentRejected as exc:
         skip(str(exc))
         return None
-    return Upload(subject, content, fmt.kind, fmt.name, "referrers", ref)
+    return Upload(subject, content, fmt.kind, fmt.name, "referrers", ref), document
 
 
 def _store_discovered(
     uow_factory: UnitOfWorkFactory,
     ctx: CallContext,
-    uploads: list[Upload],
+    uploads: list[tuple[Upload, Any]],
     result: Discovery,
     hook: IngestHook | None,
 ) -> None:
     touched: list[str] = []
     with uow_factory() as uow:
-        for upload in uploads:
+        for upload, document in uploads:
             assert upload.format is not None  # noqa: S101 - classified while fetching
             added = _store(uow, ctx, upload, FORMATS[upload.format])
             (result.added if added.created else result.existing).append(added.attachment)
-            touched += _ingest(hook, uow, ctx, added, upload.content)
+            touched += _ingest(hook, uow, ctx, added, document)
         uow.commit()
     if hook is not None and touched:
         hook.settle(ctx.principal.tenant_id, sorted(set(touched)), "referrers discovered")

@@ -37,6 +37,7 @@ from stella.services.security_ports import Matcher, MatcherFactory
 
 log = logging.getLogger(__name__)
 OPEN_STATES = ("pending", "blocked", "awaiting_approval")
+PROMOTION_PAGE = 500  # open promotions read per query when re-gating
 
 
 class SecurityParsers(Protocol):
@@ -194,14 +195,16 @@ class SecurityIngestHook:
     """The attachments service's hook: SBOM and VEX uploads feed the verdicts."""
 
     services: SecurityServices
-    parse_json: Callable[[bytes], Any]
+    parse_json: Callable[[bytes], Any]  # only for a document handed over unparsed (bytes)
 
     def ingest(
-        self, uow: UnitOfWork, tenant_id: uuid.UUID, attachment: dict[str, Any], content: bytes
+        self, uow: UnitOfWork, tenant_id: uuid.UUID, attachment: dict[str, Any], document: Any
     ) -> list[str]:
-        return ingest_attachment(
-            self.services, uow, tenant_id, attachment, self.parse_json(content)
-        )
+        """`document` is the upload as the attachments service parsed it to validate it; it is
+        not parsed again."""
+        if isinstance(document, bytes | bytearray):
+            document = self.parse_json(bytes(document))
+        return ingest_attachment(self.services, uow, tenant_id, attachment, document)
 
     def settle(self, tenant_id: uuid.UUID, digests: list[str], cause: str) -> object:
         return reevaluate(self.services, tenant_id, digests, cause)
@@ -224,13 +227,17 @@ def record_scan_report(
     max_bytes: int,
 ) -> dict[str, Any]:
     """A scanner's report for a digest: stored as evidence, normalised to findings, and the
-    digest's verdicts recomputed."""
+    digest's verdicts recomputed.
+
+    `document` is the report already parsed and `content` its bytes: the size is checked
+    before anything reads the report, and the document is not parsed again to be stored."""
     from stella.services import attachments
 
     require(ctx, Permission.MANAGE_RELEASES, services.uow, "upload scans")
+    attachments.check_size(content, max_bytes)
     findings = services.parsers.scan_findings(format_name, document)
     upload = attachments.Upload(digest, content, None, format_name)
-    stored = attachments.add_attachment(services.uow, ctx, upload, max_bytes)
+    stored = attachments.add_attachment(services.uow, ctx, upload, max_bytes, document=document)
     values = {
         "id": new_id(),
         "tenant_id": ctx.principal.tenant_id,
@@ -393,11 +400,13 @@ def reevaluate(
 ) -> list[dict[str, Any]]:
     """Recompute the verdict of `digests` in every active environment; record those that
     changed (old and new), tell the world, and gate open promotions of affected releases again."""
+    digests = sorted(set(digests))  # a digest named twice is still evaluated (recorded) once
     if not digests:
         return []
     now = services.clock()
     system = system_context(tenant_id, services.clock, "security")
     changes: list[dict[str, Any]] = []
+    changed: dict[str, set[uuid.UUID]] = {}  # digest -> environments whose verdict changed
     with services.uow() as uow:
         environments = [e for e in uow.environments.all(tenant_id) if str(e.state) == "active"]
         latest = uow.security_verdicts.latest(tenant_id, digests)
@@ -439,6 +448,7 @@ def reevaluate(
                     "cause": cause,
                 }
                 changes.append(change)
+                changed.setdefault(digest, set()).add(environment.id)
         if changes:
             releases = uow.security_verdicts.releases_containing(
                 tenant_id, sorted({c["digest"] for c in changes})
@@ -451,7 +461,7 @@ def reevaluate(
                 ]
                 record(uow, system, "release.verdict_changed", "digest", change["digest"], change)
                 services.metrics.verdict_changed(change["environment"], change["new"])
-        open_promotions = _open_promotions(uow, tenant_id, changes)
+        open_promotions = _open_promotions(uow, tenant_id, changed)
         uow.commit()
     for promotion_id in open_promotions:
         if services.regate is not None:
@@ -486,18 +496,32 @@ def verdict_from_context(context: dict[str, Any], digest: str, now: datetime) ->
 
 
 def _open_promotions(
-    uow: UnitOfWork, tenant_id: uuid.UUID, changes: list[dict[str, Any]]
+    uow: UnitOfWork, tenant_id: uuid.UUID, changed: dict[str, set[uuid.UUID]]
 ) -> list[str]:
-    if not changes:
+    """The open promotions a verdict change concerns: those of a release containing a changed
+    digest into an environment where its verdict changed (the gate of any other environment
+    reads the same verdicts as before, so evaluating it again would only repeat its evidence).
+
+    Read page by page (`PROMOTION_PAGE` rows a query) until the last: the keyset cursor
+    always advances, so every one is found and the loop ends."""
+    if not changed:
         return []
-    releases = uow.security_verdicts.releases_containing(
-        tenant_id, sorted({c["digest"] for c in changes})
-    )
+    releases = uow.security_verdicts.releases_containing(tenant_id, sorted(changed))
+    into: set[tuple[uuid.UUID, uuid.UUID]] = {
+        (r["id"], environment_id) for r in releases for environment_id in changed[r["digest"]]
+    }
     found: list[str] = []
-    for release_id in sorted({r["id"] for r in releases}):
+    for release_id, environment_id in sorted(into, key=str):
         for state in OPEN_STATES:
-            page = uow.promotions.page(tenant_id, PageRequest(limit=500), None, state, release_id)
-            found.extend(str(p.id) for p in page.items)
+            request: PageRequest | None = PageRequest(limit=PROMOTION_PAGE)
+            while request is not None:
+                page = uow.promotions.page(tenant_id, request, environment_id, state, release_id)
+                found.extend(str(p.id) for p in page.items)
+                request = (
+                    PageRequest.from_query(page.next_cursor, PROMOTION_PAGE)
+                    if page.next_cursor
+                    else None
+                )
     return found
 
 

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, delete, exists, func, insert, or_, select, type_coerce, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -244,14 +245,25 @@ class SqlAdvisoryRepository:
 
     def ids_for(self, tenant_id: uuid.UUID, any_id: str) -> list[str]:
         """Every id the advisories known as `any_id` go by: their own ids and their aliases
-        (CVE ↔ GHSA ↔ OSV); empty when no imported advisory has that id or alias."""
-        ids: set[str] = set()
+        (CVE ↔ GHSA ↔ OSV); empty when no imported advisory has that id or alias.
+
+        Only the advisories with that id (primary key) or alias are read: on PostgreSQL the
+        alias test is `aliases @> '["<id>"]'`, served by the GIN index on `aliases`; SQLite
+        has no index for JSON array members and tests them in the engine (`json_each`)."""
         c = self.table.c
-        stmt = select(c.advisory_id, c.aliases).where(c.tenant_id == tenant_id)
+        if self._conn.dialect.name == "postgresql":
+            named = type_coerce(c.aliases, JSONB).contains(
+                type_coerce([any_id], JSONB)  # one JSONB parameter, as the index expects
+            )
+        else:
+            members = func.json_each(c.aliases).table_valued("value")
+            named = exists(select(1).select_from(members).where(members.c.value == any_id))
+        stmt = select(c.advisory_id, c.aliases).where(
+            c.tenant_id == tenant_id, or_(c.advisory_id == any_id, named)
+        )
+        ids: set[str] = set()
         for row in execute(self._conn, stmt):
-            aliases = row.aliases or []
-            if row.advisory_id == any_id or any_id in aliases:
-                ids |= {row.advisory_id, *aliases}
+            ids |= {row.advisory_id, *(row.aliases or [])}
         return sorted(ids)
 
     def all(self, tenant_id: uuid.UUID, batch: int = 2000) -> Iterator[Advisory]:
@@ -395,18 +407,29 @@ class SqlSecurityVerdictRepository:
     def latest(
         self, tenant_id: uuid.UUID, digests: list[str]
     ) -> dict[tuple[str, uuid.UUID], dict[str, Any]]:
-        """The newest verdict of each (digest, environment)."""
+        """The newest verdict of each (digest, environment): one row each, not the history
+        (the newest by `computed_at`, then by id, which is time-ordered)."""
         if not digests:
             return {}
         c = self.table.c
-        stmt = (
-            select(self.table)
-            .where(c.tenant_id == tenant_id, c.digest.in_(digests))
-            .order_by(c.computed_at, c.id)
-        )
         found: dict[tuple[str, uuid.UUID], dict[str, Any]] = {}
-        for row in execute(self._conn, stmt):
-            found[(row.digest, row.environment_id)] = dict(mapping(row))
+        for start in range(0, len(digests), 500):
+            newest = (
+                select(
+                    c.id,
+                    func.row_number()
+                    .over(
+                        partition_by=(c.digest, c.environment_id),
+                        order_by=(c.computed_at.desc(), c.id.desc()),
+                    )
+                    .label("rank"),
+                )
+                .where(c.tenant_id == tenant_id, c.digest.in_(digests[start : start + 500]))
+                .subquery()
+            )
+            stmt = select(self.table).where(c.id.in_(select(newest.c.id).where(newest.c.rank == 1)))
+            for row in execute(self._conn, stmt):
+                found[(row.digest, row.environment_id)] = dict(mapping(row))
         return found
 
     def releases_containing(self, tenant_id: uuid.UUID, digests: list[str]) -> list[dict[str, Any]]:

@@ -696,6 +696,10 @@ advisories = Table(
     Column("affected", JsonDocument, nullable=False),
     Column("digest", String(71), nullable=False),  # of the advisory as imported
     Column("imported_at", UtcDateTime, nullable=False),
+    # `aliases @> '["CVE-…"]'` (ids_for); PostgreSQL only: SQLite cannot index JSON members
+    Index(
+        None, "aliases", postgresql_using="gin", postgresql_ops={"aliases": "jsonb_path_ops"}
+    ).ddl_if(dialect="postgresql"),
 )
 
 advisory_matches = Table(

@@ -52,7 +52,10 @@ def upload_scan(container: ContainerDep, ctx: Ctx, spec: ScanSpec) -> dict[str, 
             container.security, ctx.principal.tenant_id, [spec.digest], f"scan {values['id']}"
         )
         return _scan_out(values)
-    content = json.dumps(spec.report, ensure_ascii=False).encode()
+    try:  # the report, parsed with the request, is not parsed again: NaN is refused here
+        content = json.dumps(spec.report, ensure_ascii=False, allow_nan=False).encode()
+    except ValueError as exc:
+        raise ValidationFailed.single("report", f"not JSON: {exc}") from None
     try:
         values = svc.record_scan_report(
             container.security,

@@ -1,0 +1,250 @@
+"""Re-evaluation and ingestion at scale, on SQLite and PostgreSQL: every open promotion a
+verdict change concerns is gated again (however many), only those into an environment whose
+verdict changed, nothing is recorded when nothing changed, and an upload is parsed once,
+after its size was checked."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select
+
+from stella.adapters.db import tables as t
+from stella.domain.errors import PayloadTooLarge
+from stella.domain.ids import new_id
+from stella.domain.tenancy import Principal, Role
+from stella.services import security as svc
+from stella.services.context import CallContext
+from tests.e2e.test_security_decisioning import (
+    REQUESTS_ADVISORY,
+    feed,
+    import_feed,
+    openvex,
+    sbom,
+    upload,
+)
+from tests.support.promotions import build_estate
+
+WAIVER = {
+    "advisory": "CVE-2023-32681",
+    "package": "pkg:pypi/requests",
+    "reason": "fixed by our proxy config",
+    "ttl": "7d",
+    "environment": "dev",
+}
+
+
+def exposed_estate(api, registry_url, repository):
+    """An estate whose image has requests 2.28.1, hit by an imported advisory: failing in
+    every environment."""
+    estate = build_estate(api, registry_url, repository)
+    assert upload(api, "/sboms", estate.digest, sbom(("requests", "2.28.1"))).status_code == 201
+    assert import_feed(api, feed(REQUESTS_ADVISORY)).status_code == 200
+    return estate
+
+
+def promote(api, release_id: str, environment: str) -> dict:
+    response = api.post(
+        "/promotions", {"release_id": release_id, "target_environment": environment}
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def history(api, digest: str) -> list[dict]:
+    return api.get("/verdicts", params={"digest": digest}).json()["history"]
+
+
+def audit(api, action: str) -> list[dict]:
+    return api.get("/audit-events", params={"action": action, "limit": 500}).json()["items"]
+
+
+def test_every_open_promotion_is_gated_again_not_only_the_first_500(
+    api, container, registry_url, repository, monkeypatch
+):
+    estate = exposed_estate(api, registry_url, repository)
+    blocked = promote(api, estate.release_id, "dev")
+    assert blocked["state"] == "blocked"
+    with container.engine.begin() as conn:
+        row = dict(
+            conn.execute(select(t.promotions).where(t.promotions.c.id == uuid.UUID(blocked["id"])))
+            .one()
+            ._mapping
+        )
+        clones = [{**row, "id": new_id()} for _ in range(520)]
+        conn.execute(insert(t.promotions), clones)
+    regated: list[str] = []
+    monkeypatch.setattr(container.security, "regate", lambda ctx, ref: regated.append(ref))
+
+    assert api.post("/waivers", WAIVER).status_code == 201  # dev: fail -> pass
+
+    assert len(regated) == 521
+    assert set(regated) == {blocked["id"]} | {str(c["id"]) for c in clones}
+
+
+def test_only_promotions_into_an_environment_whose_verdict_changed_are_gated_again(
+    api, registry_url, repository
+):
+    estate = exposed_estate(api, registry_url, repository)
+    dev = promote(api, estate.release_id, "dev")
+    stage = promote(api, estate.release_id, "stage")
+    assert (dev["state"], stage["state"]) == ("blocked", "blocked")
+    evaluations = len(api.get(f"/promotions/{stage['id']}/evaluations").json()["items"])
+
+    assert api.post("/waivers", WAIVER).status_code == 201  # only dev's verdict changes
+
+    assert api.get(f"/promotions/{dev['id']}").json()["state"] == "approved"
+    reevaluated = {e["resource_id"] for e in audit(api, "promotion.reevaluated")}
+    assert reevaluated == {dev["id"]}  # stage's gate reads the same verdict as before
+    assert len(api.get(f"/promotions/{stage['id']}/evaluations").json()["items"]) == evaluations
+
+
+def test_nothing_is_recorded_when_nothing_changed(api, container, registry_url, repository):
+    estate = exposed_estate(api, registry_url, repository)
+    tenant_id = api.issued.user.tenant_id
+    recorded = history(api, estate.digest)
+    assert {(h["environment"], h["state"]) for h in recorded if h["previous_state"]} == {
+        ("dev", "fail"),
+        ("stage", "fail"),
+        ("prod", "fail"),
+    }
+    changes = audit(api, "release.verdict_changed")
+
+    # the same SBOM again, the same feed again, and a plain re-evaluation: no news
+    assert upload(api, "/sboms", estate.digest, sbom(("requests", "2.28.1"))).status_code == 200
+    assert import_feed(api, feed(REQUESTS_ADVISORY)).json()["verdict_changes"] == []
+    assert svc.reevaluate(container.security, tenant_id, [estate.digest], "again") == []
+
+    assert history(api, estate.digest) == recorded
+    assert audit(api, "release.verdict_changed") == changes
+
+
+def test_a_digest_named_twice_is_recorded_once_per_environment(api, container):
+    for order, slug in enumerate(("dev", "prod"), start=1):
+        api.post("/environments", {"name": slug, "slug": slug, "promotion_order": order})
+    digest = "sha256:" + uuid.uuid4().hex * 2
+    tenant_id = api.issued.user.tenant_id
+    changes = svc.reevaluate(container.security, tenant_id, [digest, digest], "twice")
+    assert sorted(c["environment"] for c in changes) == ["dev", "prod"]  # no scan: unknown
+    assert sorted(h["environment"] for h in history(api, digest)) == ["dev", "prod"]
+
+
+# --- uploads are parsed once, after the size check -------------------------------------------
+
+
+@pytest.fixture
+def json_loads(monkeypatch):
+    """The documents `json.loads` was given, while the test runs."""
+    seen: list[Any] = []
+    real = json.loads
+
+    def loads(s, *args, **kwargs):
+        seen.append(s)
+        return real(s, *args, **kwargs)
+
+    monkeypatch.setattr(json, "loads", loads)
+    return seen
+
+
+def test_an_uploaded_sbom_or_vex_is_parsed_once(api, json_loads):
+    digest = "sha256:" + uuid.uuid4().hex * 2
+    document = json.dumps(sbom(("requests", "2.28.1"), ("idna", "3.4"))).encode()
+    response = api.request(
+        "POST",
+        "/sboms",
+        params={"digest": digest},
+        content=document,
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 201, response.text
+    assert json_loads.count(document) == 1  # validated and ingested from one parse
+    statement = openvex(
+        digest,
+        "not_affected",
+        "2026-11-20T00:00:00Z",
+        justification="vulnerable_code_not_in_execute_path",
+    )
+    vex = json.dumps(statement).encode()
+    response = api.request(
+        "POST",
+        "/vex",
+        params={"digest": digest},
+        content=vex,
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 201, response.text
+    assert json_loads.count(vex) == 1
+
+
+TRIVY = {
+    "SchemaVersion": 2,
+    "ArtifactName": "app",
+    "Results": [
+        {
+            "Target": "app",
+            "Vulnerabilities": [
+                {
+                    "VulnerabilityID": "CVE-2024-0727",
+                    "PkgName": "openssl",
+                    "InstalledVersion": "3.0.11",
+                    "FixedVersion": "3.0.13",
+                    "Severity": "CRITICAL",
+                }
+            ],
+        }
+    ],
+}
+
+
+def test_a_scan_report_is_parsed_once(api, json_loads):
+    digest = "sha256:" + uuid.uuid4().hex * 2
+    response = api.post("/scans", {"digest": digest, "format": "trivy", "report": TRIVY})
+    assert response.status_code == 201, response.text
+    parsed = [s for s in json_loads if isinstance(s, str | bytes) and "CVE-2024-0727" in str(s)]
+    assert len(parsed) == 1, parsed  # the request's, not once more to store the report
+
+
+def test_a_scan_report_over_the_limit_is_refused_before_it_is_read(api, container, monkeypatch):
+    read: list[str] = []
+    parsers = container.security.parsers
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(parsers, name)
+
+        def scan_findings(self, format_name, document):
+            read.append(format_name)
+            return parsers.scan_findings(format_name, document)
+
+    monkeypatch.setattr(container.security, "parsers", Spy())
+    ctx = CallContext(
+        Principal(api.issued.user.id, api.issued.user.tenant_id, "admin", Role.ADMIN),
+        None,
+        container.clock,
+    )
+    content = json.dumps(TRIVY).encode()
+    digest = "sha256:" + uuid.uuid4().hex * 2
+    with pytest.raises(PayloadTooLarge):
+        svc.record_scan_report(
+            container.security, ctx, digest, "trivy", content, TRIVY, len(content) - 1
+        )
+    assert read == []
+    stored = svc.record_scan_report(
+        container.security, ctx, digest, "trivy", content, TRIVY, len(content)
+    )
+    assert (read, stored["blocking"]) == (["trivy"], ["CVE-2024-0727"])
+
+
+def test_a_scan_report_with_nan_is_refused(api):
+    body = (
+        '{"digest": "sha256:' + "c" * 64 + '", "format": "native", '
+        '"report": {"findings": [], "score": NaN}}'
+    )
+    response = api.request(
+        "POST", "/scans", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "report"
