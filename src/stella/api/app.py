@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
@@ -12,6 +10,7 @@ import stella
 from stella.adapters.metrics import exposition
 from stella.api.deps import AuthFailureLimiter
 from stella.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from stella.api.openapi_document import install_openapi_document
 from stella.api.problems import install_problem_handlers, problem
 from stella.api.routes import (
     agents,
@@ -29,28 +28,9 @@ from stella.api.routes import (
     workflows,
 )
 from stella.bootstrap import Container
-from stella.services.specs import WorkflowSpec
 from stella.web.install import install_web
 
 API_PREFIX = "/api/v1"
-
-
-def _document_raw_bodies(app: FastAPI) -> None:
-    """Add the schemas of bodies that routes parse themselves (YAML or JSON) to the document."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        document = build()
-        schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        extra = WorkflowSpec.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(extra.pop("$defs", {}))
-        schemas["WorkflowSpec"] = extra
-        app.openapi_schema = document
-        return document
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(container: Container) -> FastAPI:
@@ -104,7 +84,7 @@ def create_app(container: Container) -> FastAPI:
             )
         return JSONResponse({"status": "ready", "database": container.engine.dialect.name})
 
-    _document_raw_bodies(app)
+    install_openapi_document(app)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def metrics() -> Response:

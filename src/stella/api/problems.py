@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from stella.domain.errors import FieldError, RateLimited, StellaError
 
@@ -46,12 +47,27 @@ def _validation_message(error: dict[str, Any]) -> str:
         return "unknown field"
     if error["type"] == "json_invalid":
         return "body is not valid JSON"
+    if error["type"] == "missing":
+        return "is required"
     return str(error["msg"]).removeprefix("Value error, ")
 
 
-async def _stella_error(_request: Request, exc: Exception) -> JSONResponse:
+def allowed_methods(request: Request) -> str:
+    """Every method some route answers at this path (RFC 9110 `Allow`), not only the methods
+    of the first route that matched the path, as Starlette's own 405 says."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route_methods
+    return ", ".join(sorted(methods))
+
+
+async def _stella_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StellaError)  # noqa: S101 - registered for StellaError only
     headers = {"Retry-After": "5"} if exc.status == 503 else None
+    if exc.status == 405:
+        headers = {"Allow": allowed_methods(request)}
     if exc.status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
     if isinstance(exc, RateLimited):
@@ -72,9 +88,11 @@ async def _request_validation(_request: Request, exc: Exception) -> JSONResponse
     return problem(422, "Invalid input", detail, errors)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405:
+        headers = (headers or {}) | {"Allow": allowed_methods(request)}
     return problem(exc.status_code, str(exc.detail), str(exc.detail), headers=headers)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from stella.domain.environments import EnvironmentState, GateName
 from stella.domain.integrations import IntegrationType
@@ -27,7 +27,7 @@ class Spec(BaseModel):
 class ApprovalPolicySpec(Spec):
     required_approvals: int = Field(default=0, ge=0, le=100)
     approver_roles: list[Role] = Field(default_factory=lambda: [Role.APPROVER, Role.ADMIN])
-    separation_of_duties: bool = False
+    separation_of_duties: StrictBool = False
 
 
 class FreezeWindowSpec(Spec):
@@ -40,16 +40,16 @@ class FreezeWindowSpec(Spec):
 
 
 class DeploymentPolicySpec(Spec):
-    deploy_on_approval: bool = Field(
+    deploy_on_approval: StrictBool = Field(
         default=True,
         description="an approved promotion deploys to the targets (built-in deploy workflow)",
     )
     parallelism: int = Field(default=5, ge=1, le=100, description="targets deployed at once")
     max_failures: int = Field(default=0, ge=0, le=10_000, description="failed targets tolerated")
-    auto_rollback: bool = Field(
+    auto_rollback: StrictBool = Field(
         default=False, description="redeploy the previous release when a deployment fails"
     )
-    block_on_drift: bool = Field(
+    block_on_drift: StrictBool = Field(
         default=False, description="the health_check gate fails while a target has drifted"
     )
     task_timeout_seconds: float = Field(default=600.0, ge=1, le=86_400)
@@ -70,7 +70,7 @@ class SecurityPolicySpec(Spec):
         default_factory=_blocking_default,
         description="severities whose findings block the security gate",
     )
-    reachable_only: bool = Field(
+    reachable_only: StrictBool = Field(
         default=True,
         description="findings a report marks unreachable (`reachable: false`) do not block",
     )
@@ -86,7 +86,7 @@ class EnvironmentSpec(Spec):
     name: str = NAME
     slug: str = Field(min_length=1, max_length=63)
     promotion_order: int = Field(le=1_000_000)
-    is_production: bool = False
+    is_production: StrictBool = False
     description: str = Field(default="", max_length=2000)
     gates: list[GateName] = Field(default_factory=list)
     policies: list[str] = Field(default_factory=list)
@@ -103,7 +103,7 @@ class EnvironmentSpec(Spec):
 class EnvironmentPatch(Spec):
     name: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[^\s/][^/]*$")
     promotion_order: int | None = Field(default=None, le=1_000_000)
-    is_production: bool | None = None
+    is_production: StrictBool | None = None
     description: str | None = Field(default=None, max_length=2000)
     gates: list[GateName] | None = None
     policies: list[str] | None = None
@@ -201,14 +201,14 @@ class WorkflowStepSpec(Spec):
     depends_on: list[str] = Field(default_factory=list)
     timeout: str | None = Field(default=None, description="e.g. 30s, 5m, PT1H; default 5m")
     retry: RetrySpec = Field(default_factory=RetrySpec)
-    rollback: bool = False
+    rollback: StrictBool = False
     when: str | None = Field(default=None, max_length=1000)
 
 
 class WorkflowInputSpec(Spec):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     type: str = "string"
-    required: bool = False
+    required: StrictBool = False
     default: Any = None
     description: str = Field(default="", max_length=500)
 
@@ -255,8 +255,8 @@ class PolicySpec(Spec):
 class FindingSpec(Spec):
     id: str = Field(min_length=1, max_length=200)
     severity: str = Field(pattern=r"^(critical|high|medium|low|negligible|unknown)$")
-    reachable: bool = True
-    suppressed: bool = False
+    reachable: StrictBool = True
+    suppressed: StrictBool = False
     package: str | None = Field(default=None, max_length=300)
 
 

@@ -119,7 +119,8 @@ def login_redirect(request: Request, expired: bool) -> Response:
 def is_page(request: Request) -> bool:
     """Requests the UI answers (not the API, the agent protocol or operational endpoints)."""
     path = request.url.path
-    return not path.startswith(("/api/", "/agent/", "/openapi", "/docs", "/redoc", "/metrics"))
+    operational = ("/openapi", "/docs", "/redoc", "/metrics", "/healthz", "/readyz")
+    return not path.startswith(("/api/", "/agent/", *operational))
 
 
 def error_page(request: Request, status: int, title: str, detail: str) -> Response:

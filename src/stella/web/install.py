@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from stella.api.problems import allowed_methods
 from stella.domain.errors import StellaError
 from stella.services.web_sessions import SessionExpired
 from stella.web import pages
@@ -45,7 +46,11 @@ def _wrap(app: FastAPI, kind: type[Exception]) -> None:
                 if exc.status_code == 404
                 else str(exc.detail)
             )
-            return error_page(request, exc.status_code, title, detail)
+            page = error_page(request, exc.status_code, title, detail)
+            page.headers.update(exc.headers or {})
+            if exc.status_code == 405:
+                page.headers["Allow"] = allowed_methods(request)
+            return page
         return error_page(request, 422, "Invalid request", "Some of the values sent are invalid.")
 
     app.add_exception_handler(kind, handler)

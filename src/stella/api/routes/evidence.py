@@ -19,7 +19,7 @@ from stella.adapters.signing.dsse import verify_envelope
 from stella.api.deps import ContainerDep, Ctx, Page
 from stella.api.schemas import ListOf
 from stella.bootstrap import Container
-from stella.domain.evidence import EvidencePacket
+from stella.domain.evidence import EvidencePacket, PacketKind
 from stella.domain.tenancy import Permission
 from stella.services import audit_chain, evidence_export
 from stella.services import evidence as svc
@@ -60,7 +60,7 @@ def list_evidence(
     environment: str | None = None,
     from_: Annotated[str | None, Query(alias="from", description="2026-03-01 or RFC 3339")] = None,
     to: Annotated[str | None, Query(description="2026-03-31 (inclusive) or RFC 3339")] = None,
-    kind: Annotated[str | None, Query(description="promotion_decision | deployment")] = None,
+    kind: Annotated[PacketKind | None, Query(description="the kind of decision sealed")] = None,
 ) -> ListOf[PacketOut]:
     """Sealed evidence packets, newest first."""
     require(ctx, Permission.READ, container.uow, "read evidence")
@@ -83,8 +83,8 @@ def _stream(path: str) -> Iterator[bytes]:
 def export_evidence(
     container: ContainerDep,
     ctx: Ctx,
-    from_: Annotated[str | None, Query(alias="from", description="first day, 2026-03-01")] = None,
-    to: Annotated[str | None, Query(description="last day (inclusive), 2026-03-31")] = None,
+    from_: Annotated[str, Query(alias="from", description="first day, 2026-03-01")],
+    to: Annotated[str, Query(description="last day (inclusive), 2026-03-31")],
     environment: str | None = None,
 ) -> StreamingResponse:
     """The period's packets, attachments, audit events, chain and checkpoint as one signed
