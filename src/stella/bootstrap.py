@@ -147,7 +147,9 @@ class Every:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self.last = 0.0
+        # not 0.0: monotonic time counts from boot, and a host up for less than the interval
+        # would otherwise wait for its uptime to reach it before the first call
+        self.last = float("-inf")
 
     def __call__(self, action: Callable[[], object]) -> None:
         now = time.monotonic()

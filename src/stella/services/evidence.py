@@ -19,7 +19,7 @@ from typing import Any
 import stella
 from stella.domain.canonical import digest
 from stella.domain.deployments import DeploymentJob
-from stella.domain.errors import Conflict, NotFound, ValidationFailed
+from stella.domain.errors import Conflict, NotFound, StorageUnavailable, ValidationFailed
 from stella.domain.evidence import EvidencePacket, PacketKind, packet_content_digest, packet_id
 from stella.domain.pagination import Page, PageRequest
 from stella.domain.promotions import Promotion
@@ -355,7 +355,9 @@ def seal_finished_jobs(
                 sealed += 1
                 if metrics is not None:
                     metrics.evidence_sealed(str(PacketKind.DEPLOYMENT))
-        except LookupError:
+        except StorageUnavailable:
+            raise  # the database is away: every other job would fail the same way
+        except Exception:  # damaged records of one job must not stop the others
             log.exception("cannot seal the evidence of deployment job %s", job.id)
     return sealed
 
