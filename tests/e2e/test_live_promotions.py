@@ -112,3 +112,25 @@ def test_dev_stage_prod_through_the_cli(live, registry_url, tmp_path):
         "error: verification failed: the signature does not match the payload "
         "(the envelope was altered)\n"
     )
+
+
+def test_token_rotation_through_the_cli(live):
+    old = run(live, "user", "create", "ci-bot", "--role", "releaser").stdout.strip()
+    new = run(live, "user", "token", "create", "ci-bot").stdout.strip()
+    assert new.startswith("stl_")
+    assert new != old
+    listed = json.loads(run(live, "user", "token", "list", "ci-bot", "-o", "json").stdout)
+    assert [t["prefix"] for t in listed] == [old[:12], new[:12]]
+    old_id = listed[0]["id"]
+    revoked = run(live, "user", "token", "revoke", "ci-bot", "--id", old_id, "--yes", "-o", "json")
+    assert json.loads(revoked.stdout)[0]["revoked_at"]
+    refused = run(live, "env", "list", token=old, check=False)
+    assert refused.returncode != 0
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert run(live, "env", "list", token=new).returncode == 0
+    again = run(live, "user", "token", "revoke", "ci-bot", "--id", old_id, "--yes", check=False)
+    assert again.returncode != 0
+    assert "already revoked" in again.stderr
+    everything = run(live, "user", "token", "revoke", "ci-bot", "--yes", "-o", "json")
+    assert [t["prefix"] for t in json.loads(everything.stdout)] == [new[:12]]
+    assert run(live, "env", "list", token=new, check=False).returncode != 0

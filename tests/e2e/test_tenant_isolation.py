@@ -109,7 +109,10 @@ def test_no_endpoint_reveals_or_changes_another_tenants_resources(
     integration = api.post(
         "/integrations", {"type": "registry", "name": "iso", "url": "http://127.0.0.1:5000"}
     ).json()
+    user = api.post("/users", {"name": "iso-user", "role": "viewer"}).json()
+    token_id = api.get("/users/iso-user/tokens").json()["items"][0]["id"]
     values = {
+        "users": user["id"],
         "environments": api.get("/environments/dev").json()["id"],
         "targets": api.get("/targets/prod-1").json()["id"],
         "components": "api",
@@ -138,7 +141,7 @@ def test_no_endpoint_reveals_or_changes_another_tenants_resources(
             count=1,
         )
         path = path.replace("{version}", "1").replace("{seq}", "1").replace("{step_id}", "ask")
-        path = path.replace("{name}", "task.json")
+        path = path.replace("{name}", "task.json").replace("{token_id}", token_id)
         for method in operations:
             last = path.rstrip("/").split("/")[-1]
             body = BODIES.get(last, {})
@@ -154,6 +157,7 @@ def test_no_endpoint_reveals_or_changes_another_tenants_resources(
     assert api.get(f"/promotions/{promotion['id']}").json()["state"] == promotion["state"]
     assert api.get(f"/workflow-runs/{run['id']}").json()["state"] == "running"
     assert api.get("/environments/dev").json()["state"] == "active"
+    assert api.get("/environments", token=user["token"]).status_code == 200
     assert api.get(f"/releases/{estate.release_id}").json()["state"] == "active"
     # a target with deployment history is kept: deleting it is refused with the way out
     refused = api.delete("/targets/prod-1")

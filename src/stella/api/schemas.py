@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from stella.domain.audit import AuditEvent
 from stella.domain.components import Component, ComponentVersion
@@ -14,7 +14,7 @@ from stella.domain.environments import Environment
 from stella.domain.integrations import Integration
 from stella.domain.releases import Release
 from stella.domain.targets import Target
-from stella.domain.tenancy import User
+from stella.domain.tenancy import ApiToken, User
 from stella.services.apply import ApplyResult
 from stella.services.specs import (
     ApprovalPolicySpec,
@@ -232,6 +232,26 @@ class UserOut(BaseModel):
 
 class CreatedUserOut(UserOut):
     token: str
+
+
+class TokenOut(BaseModel):
+    id: uuid.UUID
+    prefix: str = Field(description="the token's first characters, to recognise it")
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, token: ApiToken) -> TokenOut:
+        return cls(
+            id=token.id,
+            prefix=token.prefix,
+            created_at=token.created_at,
+            revoked_at=token.revoked_at,
+        )
+
+
+class IssuedTokenOut(TokenOut):
+    token: str = Field(description="shown in this response only, never again")
 
 
 class AuditEventOut(BaseModel):

@@ -259,6 +259,44 @@ def user_list(output: OutputOpt = Output.TABLE) -> None:
     show(StellaClient().list_all("/users"), output, ["name", "role", "created_at", "id"])
 
 
+token_app = typer.Typer(help="A user's API tokens: list, issue, revoke.", no_args_is_help=True)
+user_app.add_typer(token_app, name="token")
+TOKEN_COLUMNS = ["prefix", "created_at", "revoked_at", "id"]
+
+
+@token_app.command("list")
+def token_list(user: str, output: OutputOpt = Output.TABLE) -> None:
+    """The user's tokens, active and revoked (prefixes only)."""
+    show(StellaClient().get(f"/users/{user}/tokens")["items"], output, TOKEN_COLUMNS)
+
+
+@token_app.command("create")
+def token_create(user: str) -> None:
+    """Issue a further token and print only it (rotate: create, switch over, revoke the old)."""
+    print(StellaClient().post(f"/users/{user}/tokens")["token"])
+
+
+@token_app.command("revoke")
+def token_revoke(
+    user: str,
+    token_id: Annotated[
+        str | None, typer.Option("--id", help="one token (see `token list`); default: all")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Revoke one token, or every active token of the user; their web sessions end too."""
+    which = f"token {token_id}" if token_id else "every active token"
+    if not yes and console.is_terminal:
+        typer.confirm(f"Revoke {which} of {user}? Clients using it stop working", abort=True)
+    client = StellaClient()
+    if token_id:
+        revoked = [client.post(f"/users/{user}/tokens/{token_id}/revoke")]
+    else:
+        revoked = client.post(f"/users/{user}/tokens/revoke")["items"]
+    show(revoked, output, TOKEN_COLUMNS)
+
+
 @audit_app.command("list")
 def audit_list(
     resource_type: Annotated[str | None, typer.Option()] = None,

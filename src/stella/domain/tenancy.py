@@ -55,6 +55,17 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiToken:
+    """What is kept of an API token: never the token, only its hash (elsewhere) and prefix."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling: the authenticated user (None for an operator at the console)."""
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from dataclasses import dataclass
 
-from stella.domain.errors import Conflict, Unauthenticated
+from stella.domain.errors import Conflict, NotFound, Unauthenticated
 from stella.domain.ids import new_id
-from stella.domain.tenancy import Permission, Principal, Role, Tenant, User
+from stella.domain.tenancy import ApiToken, Permission, Principal, Role, Tenant, User
 from stella.services.context import CallContext, record, require
 from stella.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from stella.services.specs import UserSpec
@@ -30,10 +31,10 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _issue(uow: UnitOfWork, user: User, clock: Clock) -> str:
+def _issue(uow: UnitOfWork, user: User, clock: Clock) -> tuple[uuid.UUID, str]:
+    """A new token for `user`: its id and the token itself (shown once, never stored)."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    uow.tokens.add(user, hash_token(token), token[:12], clock())
-    return token
+    return uow.tokens.add(user, hash_token(token), token[:12], clock()), token
 
 
 def create_tenant(
@@ -49,7 +50,7 @@ def create_tenant(
         uow.tenants.add(tenant)
         admin = User(new_id(), tenant.id, admin_name, Role.ADMIN, now)
         uow.users.add(admin)
-        token = _issue(uow, admin, clock)
+        _, token = _issue(uow, admin, clock)
         ctx = CallContext(Principal(admin.id, tenant.id, admin.name, admin.role), None, clock)
         record(uow, ctx, "tenant.created", "tenant", tenant.id, {"name": name})
         uow.commit()
@@ -73,7 +74,7 @@ def create_user(uow_factory: UnitOfWorkFactory, ctx: CallContext, spec: UserSpec
             raise Conflict(msg)
         user = User(new_id(), ctx.principal.tenant_id, spec.name, spec.role, ctx.clock())
         uow.users.add(user)
-        token = _issue(uow, user, ctx.clock)
+        _, token = _issue(uow, user, ctx.clock)
         record(uow, ctx, "user.created", "user", user.id, {"name": user.name, "role": user.role})
         uow.commit()
     return IssuedToken(user, token)
@@ -104,3 +105,80 @@ def authenticate(uow_factory: UnitOfWorkFactory, authorization: str | None) -> P
         msg = "invalid or revoked API token"
         raise Unauthenticated(msg)
     return principal
+
+
+# --- API tokens of a user --------------------------------------------------------------------
+
+
+def _token_owner(uow: UnitOfWork, ctx: CallContext, user_ref: str) -> User:
+    user = uow.users.get(ctx.principal.tenant_id, user_ref)
+    if user is None:
+        msg = f"user '{user_ref}' not found"
+        raise NotFound(msg)
+    return user
+
+
+def _may_manage_tokens(ctx: CallContext, uow_factory: UnitOfWorkFactory, user: User) -> None:
+    """Admins manage everybody's tokens; anyone may manage their own (e.g. revoke a leak)."""
+    if ctx.principal.user_id != user.id:
+        require(ctx, Permission.ADMINISTER, uow_factory, "manage another user's tokens")
+
+
+def list_tokens(uow_factory: UnitOfWorkFactory, ctx: CallContext, user_ref: str) -> list[ApiToken]:
+    with uow_factory(read_only=True) as uow:
+        user = _token_owner(uow, ctx, user_ref)
+    _may_manage_tokens(ctx, uow_factory, user)
+    with uow_factory(read_only=True) as uow:
+        return uow.tokens.for_user(ctx.principal.tenant_id, user.id)
+
+
+def issue_token(
+    uow_factory: UnitOfWorkFactory, ctx: CallContext, user_ref: str
+) -> tuple[ApiToken, str]:
+    """A further token for the user (to rotate: issue, switch over, revoke the old one)."""
+    with uow_factory(read_only=True) as uow:
+        user = _token_owner(uow, ctx, user_ref)
+    _may_manage_tokens(ctx, uow_factory, user)
+    with uow_factory() as uow:
+        token_id, token = _issue(uow, user, ctx.clock)
+        issued = next(
+            t for t in uow.tokens.for_user(ctx.principal.tenant_id, user.id) if t.id == token_id
+        )
+        record(uow, ctx, "token.issued", "user", user.id, {"token": str(issued.id)})
+        uow.commit()
+    return issued, token
+
+
+def revoke_tokens(
+    uow_factory: UnitOfWorkFactory,
+    ctx: CallContext,
+    user_ref: str,
+    token_id: str | None = None,
+) -> list[ApiToken]:
+    """Revoke one token of the user, or all of them; the web sessions they opened end too."""
+    with uow_factory(read_only=True) as uow:
+        user = _token_owner(uow, ctx, user_ref)
+    _may_manage_tokens(ctx, uow_factory, user)
+    wanted = None if token_id is None else parse_token_id(token_id)
+    with uow_factory() as uow:
+        if wanted is not None and not any(
+            token.id == wanted for token in uow.tokens.for_user(ctx.principal.tenant_id, user.id)
+        ):
+            msg = f"token '{token_id}' of user '{user.name}' not found"
+            raise NotFound(msg)
+        revoked = uow.tokens.revoke(ctx.principal.tenant_id, user.id, wanted, ctx.clock())
+        if wanted is not None and not revoked:
+            msg = f"token '{token_id}' is already revoked"
+            raise Conflict(msg)
+        for token in revoked:
+            record(uow, ctx, "token.revoked", "user", user.id, {"token": str(token.id)})
+        uow.commit()
+    return revoked
+
+
+def parse_token_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        msg = f"token '{raw}' not found"
+        raise NotFound(msg) from None

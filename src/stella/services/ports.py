@@ -18,7 +18,7 @@ from stella.domain.promotions import Approval, Promotion, PromotionState
 from stella.domain.references import ImageReference
 from stella.domain.releases import Release, ReleaseState
 from stella.domain.targets import Target
-from stella.domain.tenancy import Principal, Tenant, User
+from stella.domain.tenancy import ApiToken, Principal, Tenant, User
 from stella.domain.workflow import RunState, WorkflowTemplate
 from stella.domain.workflow_runs import RunEvent, WorkflowRun
 from stella.services.deployment_ports import (
@@ -90,8 +90,16 @@ class UserRepository(Protocol):
 
 
 class TokenRepository(Protocol):
-    def add(self, user: User, token_hash: str, prefix: str, now: datetime) -> None: ...
+    def add(self, user: User, token_hash: str, prefix: str, now: datetime) -> uuid.UUID: ...
     def find_principal(self, token_hash: str) -> Principal | None: ...
+    def for_user(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> list[ApiToken]: ...
+    def revoke(
+        self,
+        tenant_id: uuid.UUID,
+        user_id: uuid.UUID,
+        token_id: uuid.UUID | None,
+        now: datetime,
+    ) -> list[ApiToken]: ...
 
 
 class EnvironmentRepository(Protocol):

@@ -30,7 +30,7 @@ from stella.domain.pagination import Page, PageRequest
 from stella.domain.releases import ComponentDigest, Release, ReleaseState
 from stella.domain.security import SecurityPolicy
 from stella.domain.targets import HealthStatus, Target, TargetState, TargetType
-from stella.domain.tenancy import Principal, Role, Tenant, User
+from stella.domain.tenancy import ApiToken, Principal, Role, Tenant, User
 
 
 class SqlTenantRepository:
@@ -69,9 +69,10 @@ class SqlTokenRepository:
     def __init__(self, conn: Any) -> None:
         self._conn = conn
 
-    def add(self, user: User, token_hash: str, prefix: str, now: datetime) -> None:
+    def add(self, user: User, token_hash: str, prefix: str, now: datetime) -> uuid.UUID:
+        token_id = uuid.uuid4()
         values = {
-            "id": uuid.uuid4(),
+            "id": token_id,
             "tenant_id": user.tenant_id,
             "user_id": user.id,
             "token_hash": token_hash,
@@ -79,6 +80,7 @@ class SqlTokenRepository:
             "created_at": now,
         }
         execute(self._conn, insert(t.api_tokens).values(values))
+        return token_id
 
     def find_principal(self, token_hash: str) -> Principal | None:
         stmt = (
@@ -91,6 +93,32 @@ class SqlTokenRepository:
             return None
         m = mapping(row)
         return Principal(m["id"], m["tenant_id"], m["name"], Role(m["role"]))
+
+    def for_user(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> list[ApiToken]:
+        c = t.api_tokens.c
+        stmt = (
+            select(c.id, c.user_id, c.prefix, c.created_at, c.revoked_at)
+            .where(c.tenant_id == tenant_id, c.user_id == user_id)
+            .order_by(c.created_at, c.id)
+        )
+        return [ApiToken(**mapping(row)) for row in execute(self._conn, stmt)]
+
+    def revoke(
+        self,
+        tenant_id: uuid.UUID,
+        user_id: uuid.UUID,
+        token_id: uuid.UUID | None,
+        now: datetime,
+    ) -> list[ApiToken]:
+        """Revoke one token (or every token) of the user that is still active."""
+        c = t.api_tokens.c
+        where = [c.tenant_id == tenant_id, c.user_id == user_id, c.revoked_at.is_(None)]
+        if token_id is not None:
+            where.append(c.id == token_id)
+        ids = [row[0] for row in execute(self._conn, select(c.id).where(*where))]
+        if ids:
+            execute(self._conn, update(t.api_tokens).where(c.id.in_(ids)).values(revoked_at=now))
+        return [token for token in self.for_user(tenant_id, user_id) if token.id in ids]
 
 
 class SqlEnvironmentRepository(SqlRepository[Environment]):

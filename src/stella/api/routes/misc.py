@@ -13,11 +13,13 @@ from stella.api.schemas import (
     ApplyOut,
     AuditEventOut,
     CreatedUserOut,
+    IssuedTokenOut,
     ListOf,
+    TokenOut,
     UserOut,
     WebhookOut,
 )
-from stella.services import queries
+from stella.services import auth, queries
 from stella.services.apply import apply_document, parse_document
 from stella.services.auth import create_user
 from stella.services.specs import UserSpec
@@ -38,6 +40,34 @@ def get_users(container: ContainerDep, ctx: Ctx, page: Page) -> ListOf[UserOut]:
     with container.read_uow() as uow:
         found = queries.list_users(uow, ctx.principal.tenant_id, page)
     return ListOf(items=[UserOut.of(u) for u in found.items], next_cursor=found.next_cursor)
+
+
+@router.get("/users/{ref}/tokens", tags=["users"])
+def get_user_tokens(container: ContainerDep, ctx: Ctx, ref: str) -> ListOf[TokenOut]:
+    """The user's tokens, active and revoked (prefixes only). Admins, or the user."""
+    tokens = auth.list_tokens(container.uow, ctx, ref)
+    return ListOf(items=[TokenOut.of(t) for t in tokens], next_cursor=None)
+
+
+@router.post("/users/{ref}/tokens", status_code=201, tags=["users"])
+def post_user_token(container: ContainerDep, ctx: Ctx, ref: str) -> IssuedTokenOut:
+    """Issue a further token (rotation: issue, switch over, revoke the old one)."""
+    issued, token = auth.issue_token(container.uow, ctx, ref)
+    return IssuedTokenOut(**TokenOut.of(issued).model_dump(), token=token)
+
+
+@router.post("/users/{ref}/tokens/revoke", tags=["users"])
+def revoke_user_tokens(container: ContainerDep, ctx: Ctx, ref: str) -> ListOf[TokenOut]:
+    """Revoke every active token of the user; their web sessions end at once."""
+    revoked = auth.revoke_tokens(container.uow, ctx, ref)
+    return ListOf(items=[TokenOut.of(t) for t in revoked], next_cursor=None)
+
+
+@router.post("/users/{ref}/tokens/{token_id}/revoke", tags=["users"])
+def revoke_user_token(container: ContainerDep, ctx: Ctx, ref: str, token_id: str) -> TokenOut:
+    """Revoke one token; requests and web sessions using it are refused from now on."""
+    (revoked,) = auth.revoke_tokens(container.uow, ctx, ref, token_id)
+    return TokenOut.of(revoked)
 
 
 @router.get("/audit-events", tags=["audit"])
