@@ -45,7 +45,7 @@ from stella.services.ports import (
     UnitOfWorkFactory,
 )
 from stella.services.promotions import PromotionServices, settle_deployments
-from stella.services.security import SecurityIngestHook, SecurityServices
+from stella.services.security import SecurityIngestHook, SecurityServices, expire_waivers
 from stella.services.specs import RunSpec, WorkflowSpec
 from stella.services.steps import StepRegistry
 from stella.services.workflow_engine import RunAdvancer, TemplateCache, WorkflowEngine
@@ -117,6 +117,7 @@ class Container:
                 lambda: agents.sweep(self.uow, clock, self.agent_settings, started),
                 self.record_agents,
                 lambda: deployments.requeue_overdue_worker_jobs(self.uow, clock),
+                lambda: expire_waivers(self.security),
                 lambda: drift_every(self.record_drift),
             ],
             metrics=PrometheusMetrics(),

@@ -1,7 +1,7 @@
 """A security waiver's whole life through the API, on SQLite and PostgreSQL: it unblocks a
-promotion the security gate blocked; once revoked (`POST /waivers/{id}/revoke`) or expired, the
-verdict blocks again; every recorded change counts in `release_verdict_changed_total` on
-/metrics."""
+promotion the security gate blocked; once revoked (`POST /waivers/{id}/revoke`) or expired
+(noticed by the workers' periodic pass), the verdict blocks again and open promotions are gated
+again; every recorded change counts in `release_verdict_changed_total` on /metrics."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import re
 import time
 import zipfile
 
+from stella.services.security import expire_waivers
 from tests.support.promotions import build_estate, gate
 
 CVE = "CVE-2023-32681"
@@ -177,10 +178,15 @@ def test_an_expired_waiver_lets_nothing_through_any_more(api, registry_url, repo
         time.sleep(0.2)
     current = verdict(api, estate.digest, "stage")
     assert [b["advisory_id"] for b in current["blocking"]] == [GHSA]
-    reevaluated = api.post(f"/promotions/{stage['id']}/reevaluate")
-    assert reevaluated.status_code == 200, reevaluated.text
-    assert reevaluated.json()["state"] == "blocked"
-    assert GHSA in gate(reevaluated.json(), "security")["reason"]
+    # what every worker does on its periodic pass: the expiry is handled once, like a revocation
+    expire_waivers(api.container.security)
+    expire_waivers(api.container.security)
+    again = api.get(f"/promotions/{stage['id']}").json()
+    assert again["state"] == "blocked"
+    assert GHSA in gate(again, "security")["reason"]
+    assert history(api, estate.digest, "stage")[-1] == ("fail", "waiver expired")
+    audit = api.get("/audit-events", params={"action": "waiver.expired"}).json()["items"]
+    assert [e["resource_id"] for e in audit] == [waiver["id"]]
     # not revoked: it simply ran out
     listed = api.get("/waivers", params={"include_revoked": "true"}).json()["items"]
     assert [(w["id"], w["revoked_at"]) for w in listed] == [(waiver["id"], None)]

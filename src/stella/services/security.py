@@ -712,6 +712,31 @@ def revoke_waiver(services: SecurityServices, ctx: CallContext, ref: str) -> dic
     return revoked
 
 
+def expire_waivers(services: SecurityServices, limit: int = 100) -> int:
+    """Waivers that ran out since the last pass: each is claimed by one worker, audited as
+    `waiver.expired`, and the verdicts it covered are recomputed (history, metric, webhook and
+    open promotions gated again), exactly as when a waiver is revoked."""
+    now = services.clock()
+    with services.uow(read_only=True) as uow:
+        expired = uow.waivers.expired_unhandled(now, limit)
+    for waiver in expired:
+        tenant_id = waiver["tenant_id"]
+        with services.uow() as uow:
+            if not uow.waivers.claim_expiry(waiver["id"], now):
+                continue
+            system = system_context(tenant_id, services.clock, "security")
+            details = {"advisory_id": waiver["advisory_id"], "package": waiver["package"]}
+            record(uow, system, "waiver.expired", "waiver", waiver["id"], details)
+            uow.commit()
+        reevaluate(
+            services,
+            tenant_id,
+            _digests_with(services, tenant_id, waiver["advisory_id"]),
+            "waiver expired",
+        )
+    return len(expired)
+
+
 def verdicts_now(services: SecurityServices, ctx: CallContext, digest: str) -> dict[str, Any]:
     """The digest's verdict in every active environment as the gate would compute it now, and
     the recorded history of its changes."""

@@ -370,6 +370,28 @@ class SqlWaiverRepository:
             .values(revoked_at=now),
         )
 
+    def expired_unhandled(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        """Waivers (of every tenant) that ran out and whose expiry nobody has handled yet."""
+        c = self.table.c
+        stmt = (
+            select(self.table)
+            .where(c.expiry_handled_at.is_(None), c.expires_at <= now, c.revoked_at.is_(None))
+            .order_by(c.expires_at, c.id)
+            .limit(limit)
+        )
+        return [dict(mapping(r)) for r in execute(self._conn, stmt)]
+
+    def claim_expiry(self, waiver_id: uuid.UUID, now: datetime) -> bool:
+        """Mark the expiry handled; False when another worker got there first."""
+        c = self.table.c
+        result = execute(
+            self._conn,
+            update(self.table)
+            .where(c.id == waiver_id, c.expiry_handled_at.is_(None))
+            .values(expiry_handled_at=now),
+        )
+        return bool(result.rowcount == 1)
+
     def listed(self, tenant_id: uuid.UUID, include_inactive: bool = False) -> list[dict[str, Any]]:
         c = self.table.c
         stmt = select(self.table).where(c.tenant_id == tenant_id)

@@ -726,7 +726,9 @@ waivers = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("created_by_name", String(128), nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
+    Column("expiry_handled_at", UtcDateTime, nullable=True),  # verdicts re-evaluated at expiry
     Index(None, "tenant_id", "id"),
+    Index("ix_waivers_expiry", "expiry_handled_at", "expires_at"),
 )
 
 security_verdicts = Table(
