@@ -4,8 +4,9 @@ Every record of every logger goes through the root handler's `structlog` `Proces
 the stdlib record becomes an event dict (time, level, logger, message, request_id, the known
 `extra` fields, the exception), `mask_event` replaces every secret value resolved in this
 process and every known credential pattern with `***` (message, exception text and every
-field), and the result is rendered as one JSON object per line — or, when stderr is a
-terminal, as a readable console line.
+field; a line that needs no masking is recognised with one cheap test of all its fields), and
+the result is rendered as one JSON object per line — or, when stderr is a terminal, as a
+readable console line.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from stella.adapters.masking import mask, mask_value
+from stella.adapters.masking import mask, mask_value, needs_masking
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 # `extra` fields copied into the JSON line: ids are bound wherever they are known
@@ -67,8 +68,27 @@ def record_fields(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     return entry
 
 
+_UNMASKED_TYPES = frozenset({int, float, bool, type(None)})  # what mask_value leaves alone
+
+
 def mask_event(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
-    """Every field but the record itself masked (message, exception, extras)."""
+    """Every field but the record itself masked (message, exception, extras).
+
+    Nearly every line needs no masking: its text fields are tested together, joined, with one
+    `needs_masking` call (false only when masking would change none of them); only when it is
+    true, or a field holds something other than a string or a number, is each field masked on
+    its own."""
+    texts: list[str] = []
+    for key, value in event.items():
+        kind = type(value)
+        if kind is str:
+            if not key.startswith("_"):
+                texts.append(value)
+        elif kind not in _UNMASKED_TYPES and not key.startswith("_"):
+            break  # a mapping, a sequence or another object: mask_value decides
+    else:
+        if not needs_masking("\n".join(texts)):
+            return event
     return {
         key: value if key.startswith("_") else mask_value(value) for key, value in event.items()
     }

@@ -7,18 +7,16 @@ and compose messages included) can carry a secret out of the executor.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from stella.adapters.executors.errors import DeploymentFailed
+from stella.adapters.masking import SecretValues
 from stella.domain.deployments import DeploymentOutcome
 
-MASK = "***"
 MAX_LINE_CHARS = 2000  # one log line; longer output (a compose error) is cut, not dropped
-MIN_LINE_SECRET = 4  # lines of a multi-line secret at least this long are masked on their own
 
 
 class Journal:
@@ -26,20 +24,19 @@ class Journal:
 
     def __init__(self, log: Callable[[str], None]) -> None:
         self._sink: Callable[[str], None] | None = log
-        self._secrets: set[str] = set()
+        self._secrets = SecretValues(min_chars=1)  # a one-letter secret of a job is masked too
         self._started = time.monotonic()
         self.lines: list[str] = []
         self.timings: dict[str, float] = {}
 
     def secret(self, value: str) -> None:
         """Register a resolved secret value; from now on it is masked everywhere, also in the
-        escaped forms in which Docker (Go %q), JSON and Python messages quote it."""
-        self._secrets.update(escaped_forms(value))
+        escaped forms in which Docker (Go %q), JSON and Python messages quote it (the forms
+        and the masking are those of the log masking, `stella.adapters.masking`)."""
+        self._secrets.add(value)
 
     def mask(self, text: str) -> str:
-        for value in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(value, MASK)
-        return text
+        return self._secrets.mask(text)
 
     def __call__(self, text: str) -> None:
         """Log `text` (one or more lines), masked, to the caller's sink and the outcome."""
@@ -84,47 +81,6 @@ class Journal:
             deployed=dict(deployed) if masked_error is None else {},
             timings=timings,
         )
-
-
-def escaped_forms(value: str) -> set[str]:
-    """`value` as it may appear in a message: raw, stripped, quoted the Go, JSON or Python way,
-    and each of its lines (output is logged line by line)."""
-    forms = {value, value.strip(), _go_quote(value), repr(value)[1:-1]}
-    forms.update((json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]))
-    lines = value.splitlines()
-    if len(lines) > 1:
-        forms.update(line for line in lines if len(line.strip()) >= MIN_LINE_SECRET)
-    return {form for form in forms if form.strip()}
-
-
-_GO_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-}
-
-
-def _go_quote(value: str) -> str:
-    """The inside of Go's strconv.Quote (what `%q` prints in Docker and runc errors)."""
-    out: list[str] = []
-    for char in value:
-        if char in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[char])
-        elif char.isprintable():
-            out.append(char)
-        elif ord(char) < 0x80:
-            out.append(f"\\x{ord(char):02x}")
-        elif ord(char) < 0x10000:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(f"\\U{ord(char):08x}")
-    return "".join(out)
 
 
 class Deadline:

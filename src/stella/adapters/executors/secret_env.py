@@ -3,7 +3,8 @@
 A `ContainerSpec.environment` value is either a plain value or a reference (`env:NAME`,
 `file:/path`, `vault:…`) as accepted by `parse_secret_ref`. References are resolved only inside
 the executor, immediately before the container is created, and each resolved value is registered
-with the journal so it is masked in everything the executor reports.
+with the journal so it is masked in everything the executor reports (the resolver,
+`stella.adapters.secrets.resolve_secret`, registers it for the log lines of the process).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Callable, Mapping
 
 from stella.adapters.executors.errors import DeploymentFailed
 from stella.adapters.executors.journal import Journal
-from stella.adapters.masking import register_secret
 from stella.domain.secrets import parse_secret_ref
 
 
@@ -34,8 +34,7 @@ def resolve_reference(
         detail = getattr(exc, "detail", None) or type(exc).__name__
         msg = f"secret reference {reference} for {where} cannot be resolved: {detail}"
         raise DeploymentFailed(msg) from None
-    journal.secret(value)
-    register_secret(value)  # and in every log line of this process (agent or server)
+    journal.secret(value)  # every log line of this process: `resolve_secret` registered it
     return value
 
 
