@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -18,6 +19,7 @@ from stella.bootstrap import build_container
 from stella.config import Settings
 from stella.domain.components import Component
 from stella.domain.errors import Conflict, StorageUnavailable
+from stella.domain.evidence import ChainEntryType
 from stella.domain.ids import new_id
 from stella.domain.pagination import PageRequest
 from tests.conftest import create_database, drop_database, free_port, new_tenant
@@ -267,3 +269,19 @@ def test_promotion_history_cannot_be_rewritten_in_the_database(
         with pytest.raises(DBAPIError, match="append-only"):
             _statement(database, verb.replace("{col}", column))
     assert api.get(f"/promotions/{promotion['id']}").json()["state"] == "approved"
+
+
+def test_lookups_by_many_ids_stay_under_the_bound_parameter_limit(container):
+    """A month's export or a whole chain's verification looks rows up by tens of thousands of
+    ids; one `IN` list of them would exceed what a statement may bind (PostgreSQL 65,535)."""
+    tenant = new_tenant(container)  # its creation is audited and chained
+    with container.read_uow() as uow:
+        events = uow.audit.page(tenant.user.tenant_id, PageRequest(limit=10)).items
+        known = [e.id for e in events]
+        assert known, "creating a tenant is audited"
+        ids = [uuid.uuid4() for _ in range(70_000)] + known
+        found = uow.chain.audit_events(ids)
+        assert set(found) == set(known)
+        assert uow.evidence.by_ids(ids[:-1]) == {}
+        linked = uow.chain.entries_for(tenant.user.tenant_id, ChainEntryType.AUDIT_EVENT, ids)
+        assert set(linked) == set(known)

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stella.adapters.db import tables as t
-from stella.adapters.db.repository_base import execute, mapping, parse_uuid
+from stella.adapters.db.repository_base import chunked, execute, mapping, parse_uuid
 from stella.domain.audit import AuditEvent
 from stella.domain.errors import ValidationFailed
 from stella.domain.evidence import (
@@ -74,8 +74,11 @@ class SqlEvidenceRepository:
     def by_ids(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, EvidencePacket]:
         if not ids:
             return {}
-        rows = execute(self._conn, self.table.select().where(self.table.c.id.in_(ids))).all()
-        return {row.id: _packet(row) for row in rows}
+        found = {}
+        for part in chunked(ids):
+            stmt = self.table.select().where(self.table.c.id.in_(part))
+            found.update({row.id: _packet(row) for row in execute(self._conn, stmt)})
+        return found
 
     def latest_for(self, kind: PacketKind, subject_id: uuid.UUID) -> EvidencePacket | None:
         stmt = (
@@ -324,10 +327,13 @@ class SqlAuditChainRepository:
         if not ids:
             return {}
         c = t.audit_chain.c
-        stmt = select(t.audit_chain).where(
-            c.tenant_id == tenant_id, c.entry_type == str(entry_type), c.entry_id.in_(ids)
-        )
-        return {r.entry_id: _entry(r) for r in execute(self._conn, stmt).all()}
+        found = {}
+        for part in chunked(ids):
+            stmt = select(t.audit_chain).where(
+                c.tenant_id == tenant_id, c.entry_type == str(entry_type), c.entry_id.in_(part)
+            )
+            found.update({r.entry_id: _entry(r) for r in execute(self._conn, stmt)})
+        return found
 
     def add_checkpoint(self, values: dict[str, Any]) -> None:
         execute(self._conn, insert(t.audit_checkpoints).values(values))
@@ -368,8 +374,11 @@ class SqlAuditChainRepository:
         if not ids:
             return {}
         table = t.audit_events
-        rows = execute(self._conn, select(table).where(table.c.id.in_(ids))).all()
-        return {r.id: AuditEvent(**mapping(r)) for r in rows}
+        found = {}
+        for part in chunked(ids):
+            rows = execute(self._conn, select(table).where(table.c.id.in_(part)))
+            found.update({r.id: AuditEvent(**mapping(r)) for r in rows})
+        return found
 
     def count_audit_events(self, tenant_id: uuid.UUID) -> int:
         table = t.audit_events

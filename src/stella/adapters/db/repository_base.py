@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
@@ -24,6 +25,7 @@ from stella.domain.errors import Conflict, StorageUnavailable, ValidationFailed
 from stella.domain.pagination import Page, PageRequest, encode_cursor
 
 E = TypeVar("E")
+T = TypeVar("T")
 
 
 def parse_uuid(ref: str) -> uuid.UUID | None:
@@ -124,6 +126,17 @@ class SqlRepository(ABC, Generic[E]):
     def _paged(self, stmt: Select[Any], page: PageRequest) -> Page[E]:
         rows, next_cursor = self._fetch_page(stmt, page)
         return Page([self._to_domain(row) for row in rows], next_cursor)
+
+
+IN_LIST_CHUNK = 1000
+
+
+def chunked(values: Sequence[T], size: int = IN_LIST_CHUNK) -> Iterator[Sequence[T]]:
+    """Slices for `IN (...)` lists: one bound parameter per value, and both databases cap how
+    many one statement may carry (SQLite 32,766, PostgreSQL 65,535), which a month's export or
+    a whole chain's verification can exceed."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def mapping(row: Row[Any]) -> RowMapping:
