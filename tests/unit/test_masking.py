@@ -14,7 +14,7 @@ import pytest
 from stella.adapters import masking
 from stella.adapters.executors.journal import Journal
 from stella.adapters.executors.secret_env import resolve_environment
-from stella.adapters.masking import forget_secrets, mask, register_secret
+from stella.adapters.masking import forget_secrets, mask, mask_value, register_secret
 from stella.adapters.secrets import resolve_secret
 from stella.logging_setup import JsonFormatter
 
@@ -337,3 +337,18 @@ def test_a_resolved_environment_value_is_registered_once_and_masked_everywhere(m
     journal(f"container said {value!r} and {json.dumps(value)}")
     assert value not in "\n".join(lines)
     assert value not in _format(f"resolved {value}")
+
+
+def test_an_object_in_a_log_field_is_written_as_its_masked_text():
+    class Credentials:
+        def __repr__(self) -> str:
+            return "Credentials(password='hunter2-secret-value')"
+
+        __str__ = __repr__
+
+    register_secret("hunter2-secret-value")
+    try:
+        masked = mask_value({"creds": Credentials(), "n": 3, "ok": True, "none": None})
+    finally:
+        forget_secrets()
+    assert masked == {"creds": "Credentials(password='***')", "n": 3, "ok": True, "none": None}

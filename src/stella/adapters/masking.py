@@ -324,11 +324,15 @@ def mask(text: str) -> str:
 
 
 def mask_value(value: object) -> object:
-    """Strings masked; mappings, lists and tuples masked member by member; others as they are."""
+    """Strings masked; mappings, lists and tuples masked member by member; numbers, booleans
+    and None as they are; any other object as its masked text (a renderer would otherwise
+    write its repr, unmasked)."""
     if isinstance(value, str):
         return mask(value)
     if isinstance(value, Mapping):
         return {key: mask_value(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [mask_value(item) for item in value]
-    return value
+    if value is None or isinstance(value, int | float):
+        return value
+    return mask(str(value))
