@@ -1,6 +1,6 @@
 """Write docs/benchmarks.md from the raw results in bench/results/ (create.json, list.json,
 workflows.json, gates.json, deployments.json, evidence.json, security_matching.json,
-security_reevaluation.json, api.json).
+security_reevaluation.json, api.json, masking.json).
 
 A benchmark whose raw results are missing keeps its section (and its conclusions) as the
 previous docs/benchmarks.md has them, marked as kept, so that one benchmark can be run and
@@ -1909,6 +1909,7 @@ SECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("- **Security matching", "- **Security re-evaluation"),
     ),
     "api": ("## API throughput", ("- **API throughput, ", "- API throughput")),
+    "masking": ("## Log masking", ()),
 }
 
 
@@ -1997,11 +1998,44 @@ def _duration(*docs: dict[str, Any] | None) -> str:
     return f"{seconds / 60:.1f} minutes"
 
 
+def masking_section(doc: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Log masking",
+        "",
+        "Every log line passes the masking processor (`stella.logging_setup.mask_event`): values "
+        "resolved from secret references and credential patterns are replaced by `***`. "
+        f"{doc['cases'][0]['with_masking']['lines']:,} JSON log lines per case through the real "
+        "formatter, with and without the processor, best of several interleaved runs; "
+        "`mask()` alone on one message. No registered secret reached the output in any case: "
+        f"{'yes' if not any(c['leaked'] for c in doc['cases']) else '**NO**'}.",
+        "",
+        "| Registered secrets | Lines/s without masking | Lines/s with masking | Cost | "
+        "`mask()` per message |",
+        "|---|---|---|---|---|",
+    ]
+    for case in doc["cases"]:
+        lines.append(
+            f"| {case['registered_secrets']} "
+            f"| {case['without_masking']['lines_per_second']:,} "
+            f"| {case['with_masking']['lines_per_second']:,} "
+            f"| {case['masking_overhead_factor']} times "
+            f"| {case['mask_one_message']['us_per_line']} µs |"
+        )
+    lines += [
+        "",
+        "Before the processor tested a line's text once for anything worth masking (and compiled "
+        "one search for many registered values), the same benchmark measured 5.5 to 8.4 times.",
+        "",
+    ]
+    return lines
+
+
 def main() -> None:
     create, lists, flows = _load("create"), _load("list"), _load("workflows")
     gate_doc, deploy_doc = _load("gates"), _load("deployments")
     evidence_doc = _load("evidence")
     api_doc = _load("api")
+    masking_doc = _load("masking")
     match_doc, reeval_doc = _load("security_matching"), _load("security_reevaluation")
     security_doc = (
         None
@@ -2023,6 +2057,7 @@ def main() -> None:
         "evidence": evidence_doc,
         "security": security_doc,
         "api": api_doc,
+        "masking": masking_doc,
     }
     if all(doc is None for doc in docs.values()):
         msg = f"no results in {RESULTS_DIR}; run `make bench`"
@@ -2113,6 +2148,7 @@ def main() -> None:
         "evidence": evidence_section,
         "security": security_section,
         "api": api_section,
+        "masking": masking_section,
     }
     for name, doc in docs.items():
         if doc is not None:

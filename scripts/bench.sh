@@ -33,4 +33,6 @@ echo "[bench] security re-evaluation: 1,000 stored SBOMs after importing 100 new
 run 900 bench.bench_security_reevaluation
 echo "[bench] API throughput: read and write endpoints, 1 and 4 API processes, tracing on and off (SQLite, PostgreSQL)" >&2
 run 900 bench.bench_api
+echo "[bench] log masking: JSON log lines per second with and without the masking processor" >&2
+run 300 bench.bench_masking
 "${PY[@]}" -m bench.report
