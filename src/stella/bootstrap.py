@@ -37,6 +37,7 @@ from stella.services.context import CallContext
 from stella.services.deploy_step import DeployStep, RollbackDeployStep
 from stella.services.deployment_ports import TaskExecutor
 from stella.services.deployments import DeploymentServices
+from stella.services.idempotency import purge_expired_keys
 from stella.services.ports import (
     Clock,
     RegistryConnectorFactory,
@@ -118,6 +119,7 @@ class Container:
                 self.record_agents,
                 lambda: deployments.requeue_overdue_worker_jobs(self.uow, clock),
                 lambda: expire_waivers(self.security),
+                lambda: purge_expired_keys(self.uow, clock),
                 lambda: drift_every(self.record_drift),
             ],
             metrics=PrometheusMetrics(),

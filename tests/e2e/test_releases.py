@@ -288,3 +288,16 @@ def test_pushed_digest_is_recorded_as_component_version(api, registry_url, repos
     api.post("/releases", {"name": "api", "version": "1.0.0", "components": {"api": "v1"}})
     versions = api.get("/components/api/versions").json()["items"]
     assert [(v["digest"], v["tag"]) for v in versions] == [(digest, "v1")]
+
+
+def test_a_method_no_route_answers_is_405_with_every_allowed_method(api):
+    """`Allow` names every method of the path, across routes (RFC 9110), for API and pages."""
+    for method, path, allowed in (
+        ("DELETE", "/api/v1/releases", "GET, POST"),
+        ("OPTIONS", "/api/v1/releases/abc", "DELETE, GET, PATCH, PUT"),
+        ("TRACE", "/healthz", "GET"),
+        ("PUT", "/login", "GET, POST"),
+    ):
+        response = api.http.request(method, path, headers=api.headers)
+        assert response.status_code == 405, (method, path)
+        assert response.headers["allow"] == allowed, (method, path)

@@ -9,6 +9,7 @@ from sqlalchemy import text
 import stella
 from stella.adapters.metrics import exposition
 from stella.api.deps import AuthFailureLimiter
+from stella.api.idempotency import IdempotencyMiddleware
 from stella.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from stella.api.openapi_document import install_openapi_document
 from stella.api.problems import install_problem_handlers, problem
@@ -59,6 +60,7 @@ def create_app(container: Container) -> FastAPI:
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     install_problem_handlers(app)
+    app.add_middleware(IdempotencyMiddleware)  # innermost: sees the body BodyLimit admitted
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=container.settings.max_body_bytes,

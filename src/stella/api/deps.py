@@ -77,7 +77,13 @@ def get_context(
     container: ContainerDep,
     principal: Annotated[Principal, Depends(get_principal)],
 ) -> CallContext:
-    return CallContext(principal, request.scope.get("state", {}).get("request_id"), container.clock)
+    state = request.scope.get("state", {})
+    return CallContext(
+        principal,
+        state.get("request_id"),
+        container.clock,
+        idempotency=state.get("idempotency"),  # set by IdempotencyMiddleware
+    )
 
 
 def get_page(

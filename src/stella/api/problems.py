@@ -52,15 +52,22 @@ def _validation_message(error: dict[str, Any]) -> str:
     return str(error["msg"]).removeprefix("Value error, ")
 
 
+PROBED_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
 def allowed_methods(request: Request) -> str:
     """Every method some route answers at this path (RFC 9110 `Allow`), not only the methods
-    of the first route that matched the path, as Starlette's own 405 says."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        route_methods = getattr(route, "methods", None)
-        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
-            methods |= route_methods
-    return ", ".join(sorted(methods))
+    of the first route that matched the path, as Starlette's own 405 says. Each method is
+    probed through the router's own matching (FastAPI nests included routers)."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in PROBED_METHODS
+        if any(
+            route.matches(dict(request.scope, method=method))[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
 
 
 async def _stella_error(request: Request, exc: Exception) -> JSONResponse:

@@ -11,6 +11,27 @@ from stella.domain.ids import new_id
 from stella.domain.tenancy import Permission, Principal
 from stella.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
+# what a retried request is answered with: the resource its first attempt made or changed
+IDEMPOTENT_RESOURCES = frozenset(
+    {
+        "promotion",
+        "release",
+        "environment",
+        "target",
+        "component",
+        "workflow_run",
+    }
+)
+
+
+@dataclass(slots=True)
+class IdempotencyKey:
+    """The `Idempotency-Key` of a request, and whether the change it names is recorded yet."""
+
+    key: str
+    fingerprint: str
+    recorded: bool = False
+
 
 @dataclass(frozen=True, slots=True)
 class CallContext:
@@ -20,6 +41,7 @@ class CallContext:
     correlation_id: str | None
     clock: Clock
     extra: dict[str, Any] = field(default_factory=dict)
+    idempotency: IdempotencyKey | None = None
 
 
 def record(
@@ -30,7 +52,23 @@ def record(
     resource_id: object | None,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """Append an audit event inside the caller's unit of work (committed with the change)."""
+    """Append an audit event inside the caller's unit of work (committed with the change).
+
+    The first change of a request sent with an `Idempotency-Key` also records, in the same
+    transaction, which resource the key made or changed: the change and the key are committed
+    together or not at all, so a retry after a lost answer finds one or the other, never half."""
+    key = ctx.idempotency
+    if key is not None and not key.recorded and resource_type in IDEMPOTENT_RESOURCES:
+        uow.idempotency.record(
+            ctx.principal.tenant_id,
+            str(ctx.principal.user_id),
+            key.key,
+            key.fingerprint,
+            resource_type,
+            str(resource_id),
+            ctx.clock(),
+        )
+        key.recorded = True
     uow.audit.add(
         AuditEvent(
             id=new_id(),

@@ -24,6 +24,7 @@ from stella.domain.environments import (
     FreezeWindow,
     GateName,
 )
+from stella.domain.errors import Conflict
 from stella.domain.evidence import ChainEntryType, audit_event_digest
 from stella.domain.integrations import Integration, IntegrationType
 from stella.domain.pagination import Page, PageRequest
@@ -119,6 +120,56 @@ class SqlTokenRepository:
         if ids:
             execute(self._conn, update(t.api_tokens).where(c.id.in_(ids)).values(revoked_at=now))
         return [token for token in self.for_user(tenant_id, user_id) if token.id in ids]
+
+
+class SqlIdempotencyRepository:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def record(
+        self,
+        tenant_id: uuid.UUID,
+        principal: str,
+        key: str,
+        fingerprint: str,
+        resource_type: str,
+        resource_id: str,
+        now: datetime,
+    ) -> None:
+        values = {
+            "id": uuid.uuid4(),
+            "tenant_id": tenant_id,
+            "principal": principal,
+            "key": key,
+            "fingerprint": fingerprint,
+            "resource_type": resource_type,
+            "resource_id": resource_id,
+            "created_at": now,
+        }
+        try:
+            execute(self._conn, insert(t.idempotency_keys).values(values))
+        except Conflict:
+            # another request with this key got there first (and its change is committed or
+            # will be): this one must not make the change a second time
+            msg = (
+                "a request with this Idempotency-Key is already being processed; "
+                "send it again to get its result"
+            )
+            raise Conflict(msg) from None
+
+    def find(self, tenant_id: uuid.UUID, principal: str, key: str) -> dict[str, Any] | None:
+        c = t.idempotency_keys.c
+        stmt = select(t.idempotency_keys).where(
+            c.tenant_id == tenant_id, c.principal == principal, c.key == key
+        )
+        row = execute(self._conn, stmt).first()
+        return None if row is None else dict(mapping(row))
+
+    def purge(self, before: datetime, limit: int) -> int:
+        c = t.idempotency_keys.c
+        ids = select(c.id).where(c.created_at < before).limit(limit).scalar_subquery()
+        result = execute(self._conn, delete(t.idempotency_keys).where(c.id.in_(ids)))
+        return int(result.rowcount)
 
 
 class SqlEnvironmentRepository(SqlRepository[Environment]):

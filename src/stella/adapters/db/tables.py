@@ -112,6 +112,21 @@ api_tokens = Table(
     Index(None, "tenant_id", "user_id"),
 )
 
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    _tenant_fk(),
+    Column("principal", String(64), nullable=False),  # the user id the key belongs to
+    Column("key", String(255), nullable=False),
+    Column("fingerprint", String(64), nullable=False),  # sha256 of method, path and body
+    Column("resource_type", String(32), nullable=False),
+    Column("resource_id", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "principal", "key"),
+    Index(None, "created_at"),  # expired keys are purged by the workers
+)
+
 environments = Table(
     "environments",
     metadata,

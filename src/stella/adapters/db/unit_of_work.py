@@ -31,6 +31,7 @@ from stella.adapters.db.repositories import (
     SqlAuditRepository,
     SqlComponentRepository,
     SqlEnvironmentRepository,
+    SqlIdempotencyRepository,
     SqlIntegrationRepository,
     SqlReleaseRepository,
     SqlTargetRepository,
@@ -72,6 +73,7 @@ class SqlAlchemyUnitOfWork:
         self.tenants = SqlTenantRepository(conn)
         self.users = SqlUserRepository(conn)
         self.tokens = SqlTokenRepository(conn)
+        self.idempotency = SqlIdempotencyRepository(conn)
         self.environments = SqlEnvironmentRepository(conn)
         self.targets = SqlTargetRepository(conn)
         self.components = SqlComponentRepository(conn)

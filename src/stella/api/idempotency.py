@@ -1,0 +1,172 @@
+"""`Idempotency-Key` on POST: a retried request is answered with what its first attempt did.
+
+A client that lost the answer to a POST (a timeout, a dropped connection, a 503 raised after the
+change was committed) cannot tell whether the change happened. Sent again with the same key, the
+request does not make the change twice: it is answered with the resource the first attempt
+made or changed, as it is now, with the status the first attempt would have had and
+`Idempotent-Replayed: true`. The key is recorded in the transaction that makes the change
+(`stella.services.context.record`), so a key exists exactly when its change does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from anyio import to_thread
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from stella.bootstrap import Container
+from stella.domain.errors import StellaError
+from stella.domain.tenancy import Principal
+from stella.services.auth import authenticate
+from stella.services.context import IdempotencyKey
+
+HEADER = b"idempotency-key"
+REPLAYED = (b"idempotent-replayed", b"true")
+KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as in the IETF draft's examples
+# where a replay reads the resource the first attempt made or changed
+RESOURCE_PATHS = {
+    "promotion": "/api/v1/promotions/{id}",
+    "release": "/api/v1/releases/{id}",
+    "environment": "/api/v1/environments/{id}",
+    "target": "/api/v1/targets/{id}",
+    "component": "/api/v1/components/{id}",
+    "workflow_run": "/api/v1/workflow-runs/{id}",
+}
+# what a replayed GET must not carry over from the POST
+_DROPPED_HEADERS = {b"content-length", b"content-type", b"transfer-encoding", HEADER}
+
+
+def fingerprint(scope: Scope, body: bytes) -> str:
+    """Method, path, query and body: the same key with another request is a client's mistake."""
+    digest = hashlib.sha256()
+    for part in (scope["method"].encode(), scope["path"].encode(), scope["query_string"], body):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()
+
+
+async def _problem(send: Send, status: int, title: str, field: str, message: str) -> None:
+    body = json.dumps(
+        {
+            "type": "about:blank",
+            "title": title,
+            "status": status,
+            "detail": f"{field}: {message}",
+            "errors": [{"field": field, "message": message}],
+        }
+    ).encode()
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+class IdempotencyMiddleware:
+    """Looks the key up before the route runs; hands it to the route through the scope."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        raw_key = headers.get(HEADER)
+        if raw_key is None or not scope["path"].startswith("/api/v1/"):
+            await self.app(scope, receive, send)
+            return
+        key = raw_key.decode("latin-1")
+        if not KEY.match(key):
+            message = "must be 1 to 255 visible ASCII characters (e.g. a UUID)"
+            await _problem(send, 422, "Invalid input", "Idempotency-Key", message)
+            return
+        body = await _read_body(receive)
+        request_print = fingerprint(scope, body)
+        container: Container = scope["app"].state.container
+        authorization = headers.get(b"authorization", b"").decode("latin-1") or None
+        found = await to_thread.run_sync(_lookup, container, authorization, key)
+        if found is not None:
+            if found["fingerprint"] != request_print:
+                message = "was used for a different request (method, path or body); use a new key"
+                await _problem(send, 422, "Invalid input", "Idempotency-Key", message)
+                return
+            await self._replay(scope, found, send)
+            return
+        scope.setdefault("state", {})["idempotency"] = IdempotencyKey(key, request_print)
+        delivered = False
+
+        async def replay_body() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay_body, send)
+
+    async def _replay(self, scope: Scope, found: dict[str, Any], send: Send) -> None:
+        """The first attempt's resource through its own GET route (same caller, same rules)."""
+        status = _route_status(scope)
+        path = RESOURCE_PATHS[found["resource_type"]].format(id=found["resource_id"])
+        read: Scope = dict(scope)
+        read.update(
+            method="GET",
+            path=path,
+            raw_path=path.encode(),
+            query_string=b"",
+            headers=[(k, v) for k, v in scope["headers"] if k not in _DROPPED_HEADERS],
+        )
+
+        async def no_body() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message)
+                if message["status"] == 200:
+                    message["status"] = status
+                message["headers"] = [*message.get("headers", []), REPLAYED]
+            await send(message)
+
+        await self.app(read, no_body, answer)
+
+
+def _lookup(container: Container, authorization: str | None, key: str) -> dict[str, Any] | None:
+    """The recorded key of this caller, or None (also when the caller is not authenticated:
+    the route itself answers that)."""
+    try:
+        principal: Principal = authenticate(container.read_uow, authorization)
+    except StellaError:
+        return None
+    with container.read_uow() as uow:
+        return uow.idempotency.find(principal.tenant_id, str(principal.user_id), key)
+
+
+def _route_status(scope: Scope) -> int:
+    """The status the operation answers on success (201 for a creation, else 200), as the
+    OpenAPI document says (FastAPI nests its routes; the document names each operation)."""
+    document = scope["app"].openapi()
+    for template, operations in document["paths"].items():
+        pattern = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
+        post = operations.get("post")
+        if post is not None and re.match(pattern, scope["path"]):
+            return min(int(code) for code in post["responses"] if code.startswith("2"))
+    return 200
