@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+# A restarting server or a database fail-over answers 503 (with Retry-After) or refuses the
+# connection for a moment: commands wait that out instead of failing a CI job. POSTs carry an
+# Idempotency-Key, so a retry after a lost answer never makes a change twice.
+RETRY_STATUSES = frozenset({502, 503, 504})
+MAX_RETRY_WAIT = 10.0  # seconds, whatever Retry-After asks
 
 
 class CliError(Exception):
@@ -40,6 +48,20 @@ def describe_problem(response: httpx.Response) -> str:
     return f"{response.status_code} {text}"
 
 
+def _retries_setting() -> int:
+    raw = os.environ.get("STELLA_RETRIES", "3")
+    if not raw.isdigit() or int(raw) > 20:
+        msg = f"STELLA_RETRIES must be a whole number from 0 to 20, not {raw!r}"
+        raise CliError(msg)
+    return int(raw)
+
+
+def _retry_after(response: httpx.Response, default: float) -> float:
+    raw = response.headers.get("retry-after", "")
+    seconds = float(raw) if raw.isdigit() else default
+    return min(seconds, MAX_RETRY_WAIT)
+
+
 class StellaClient:
     """Thin wrapper over httpx with `STELLA_URL` / `STELLA_TOKEN` defaults."""
 
@@ -50,6 +72,7 @@ class StellaClient:
         token = token or _default_token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout)
+        self.retries = _retries_setting()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.send(method, path, **kwargs)
@@ -69,11 +92,24 @@ class StellaClient:
         return CliError(f"request to {self.url} failed: {type(exc).__name__}")
 
     def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """The response of a successful request; CliError with one readable line otherwise."""
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from None
+        """The response of a successful request; CliError with one readable line otherwise.
+        Unreachable servers and 502/503/504 answers are retried `STELLA_RETRIES` times."""
+        headers = dict(kwargs.pop("headers", None) or {})
+        if method == "POST":
+            headers.setdefault("Idempotency-Key", str(uuid.uuid4()))
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                response = self._http.request(method, path, headers=headers, **kwargs)
+            except httpx.TransportError as exc:
+                if last:
+                    raise self._unreachable(exc) from None
+                time.sleep(0.5 * 2**attempt)
+                continue
+            if response.status_code in RETRY_STATUSES and not last:
+                time.sleep(_retry_after(response, 0.5 * 2**attempt))
+                continue
+            break
         if response.status_code == 401:
             msg = f"{describe_problem(response)} (set STELLA_TOKEN to a valid API token)"
             raise CliError(msg)
