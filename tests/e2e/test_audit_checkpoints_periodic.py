@@ -6,7 +6,6 @@ interval between two rounds."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +17,7 @@ from stella.bootstrap import build_container
 from stella.config import Settings
 from stella.services import agents, audit_chain
 from tests.conftest import TenantClient, create_database, drop_database, new_tenant
+from tests.support.waiting import wait_until
 
 
 class Calls:
@@ -44,15 +44,6 @@ class Calls:
     def since(self, start: int) -> list[object]:
         with self.lock:
             return list(self.results[start:])
-
-
-def wait_until(predicate, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -14,29 +14,7 @@ import pytest
 from tests.conftest import REGISTRY, create_database, drop_database, free_port
 from tests.support.live import STELLA, LiveServer, start_server
 from tests.support.oci import push_image
-
-CVE = "CVE-2024-0727"
-TRIVY = {
-    "SchemaVersion": 2,
-    "ArtifactName": "app",
-    "Results": [
-        {
-            "Target": "app (debian 12.4)",
-            "Class": "os-pkgs",
-            "Type": "debian",
-            "Vulnerabilities": [
-                {
-                    "VulnerabilityID": CVE,
-                    "PkgName": "openssl",
-                    "PkgIdentifier": {"PURL": "pkg:deb/debian/openssl@3.0.11-1~deb12u2"},
-                    "InstalledVersion": "3.0.11-1~deb12u2",
-                    "FixedVersion": "3.0.13-1~deb12u1",
-                    "Severity": "CRITICAL",
-                }
-            ],
-        }
-    ],
-}
+from tests.support.security import OPENSSL_CVE, openssl_trivy
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -89,13 +67,13 @@ def promotion_state(live: LiveServer, promotion_id: str) -> str:
 def test_scan_exposure_waiver_and_verdict_commands(live, release, tmp_path):
     digest = release["digest"]
     report = tmp_path / "trivy.json"
-    report.write_text(json.dumps(TRIVY))
+    report.write_text(json.dumps(openssl_trivy()))
 
     uploaded = ok(live.cli("scan", "upload", str(report), "--digest", digest))
     match = re.search(r"scan (\S+) \(trivy\): 1 finding\(s\), 1 critical/high", uploaded)
     assert match, uploaded
     shown = ok(live.cli("scan", "show", match.group(1)))
-    assert CVE in shown
+    assert OPENSSL_CVE in shown
     assert "3.0.13-1~deb12u1" in shown
 
     # nothing runs yet: the blocked promotion does not count
@@ -105,12 +83,12 @@ def test_scan_exposure_waiver_and_verdict_commands(live, release, tmp_path):
         ).json()
         viewer = api.post("/users", json={"name": "auditor", "role": "viewer"}).json()["token"]
     assert promotion["state"] == "blocked"
-    quiet = live.cli("exposure", CVE)
+    quiet = live.cli("exposure", OPENSSL_CVE)
     assert quiet.returncode == 0, quiet.stderr
-    assert f"{CVE}: nothing running now is affected" in quiet.stdout
-    assert f"note: {CVE} is not in the imported advisory feed" in quiet.stdout
+    assert f"{OPENSSL_CVE}: nothing running now is affected" in quiet.stdout
+    assert f"note: {OPENSSL_CVE} is not in the imported advisory feed" in quiet.stdout
 
-    waive = ("waiver", "create", "--advisory", CVE, "--package", "openssl")
+    waive = ("waiver", "create", "--advisory", OPENSSL_CVE, "--package", "openssl")
     bad = live.cli(*waive, "--reason", "r", "--ttl", "soon")
     assert bad.returncode == 1
     assert bad.stderr.startswith("error: 422 ttl")
@@ -127,7 +105,11 @@ def test_scan_exposure_waiver_and_verdict_commands(live, release, tmp_path):
     reason = "not reachable from the network"
     created = ok(live.cli(*waive, "--reason", reason, "--ttl", "1h", "--env", "dev", "-o", "json"))
     (waiver,) = json.loads(created)
-    assert (waiver["advisory"], waiver["package"], waiver["environment"]) == (CVE, "openssl", "dev")
+    assert (waiver["advisory"], waiver["package"], waiver["environment"]) == (
+        OPENSSL_CVE,
+        "openssl",
+        "dev",
+    )
     assert waiver["reason"] == reason
     assert waiver["revoked_at"] is None
 
@@ -139,11 +121,11 @@ def test_scan_exposure_waiver_and_verdict_commands(live, release, tmp_path):
     assert [(v["environment"], v["state"]) for v in verdicts["verdicts"]] == [("dev", "pass")]
 
     # a waiver lets a promotion through; it does not hide that something affected runs
-    exposed = live.cli("exposure", CVE)
+    exposed = live.cli("exposure", OPENSSL_CVE)
     assert exposed.returncode == 3, exposed.stderr
     assert "api@1.0.0" in exposed.stdout
     assert "openssl 3.0.11-1~deb12u2 (fixed 3.0.13-1~deb12u1)" in exposed.stdout
-    as_json = live.cli("exposure", CVE, "-o", "json")
+    as_json = live.cli("exposure", OPENSSL_CVE, "-o", "json")
     assert as_json.returncode == 3
     found = json.loads(as_json.stdout)
     assert [(e["environment"], e["release"]) for e in found["environments"]] == [

@@ -26,6 +26,7 @@ from tests.support.deploy import (
     web_component,
 )
 from tests.support.live import STELLA
+from tests.support.security import upload
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -114,12 +115,7 @@ def test_month_is_exported_and_verified_offline_with_replay_and_tamper_detection
             ],
         }
         with live.api() as api:
-            attached = api.post(
-                "/sboms",
-                params={"digest": image.digest},
-                content=json.dumps(sbom),
-                headers={"Content-Type": "application/json"},
-            )
+            attached = upload(api, "/sboms", image.digest, sbom)
             assert attached.status_code in {200, 201}, attached.text
 
         live.cli(

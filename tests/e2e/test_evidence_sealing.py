@@ -6,7 +6,6 @@ belongs to its job's tenant only — its attachments, its audit chain and who ma
 from __future__ import annotations
 
 import itertools
-import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from stella.services import evidence
 from stella.services.deployments import create_batch, finish_job
 from tests.conftest import TenantClient, create_database, drop_database, new_tenant
 from tests.support.promotions import build_estate
+from tests.support.security import sbom, upload
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -45,32 +45,8 @@ def tenant(stack) -> TenantClient:
     return TenantClient(http, new_tenant(container), container)
 
 
-def sbom(package: str) -> bytes:
-    return json.dumps(
-        {
-            "bomFormat": "CycloneDX",
-            "specVersion": "1.5",
-            "version": 1,
-            "components": [
-                {
-                    "type": "library",
-                    "name": package,
-                    "version": "1.0",
-                    "purl": f"pkg:pypi/{package}@1.0",
-                }
-            ],
-        }
-    ).encode()
-
-
 def attach_sbom(api: TenantClient, digest: str, package: str) -> str:
-    response = api.request(
-        "POST",
-        "/sboms",
-        params={"digest": digest},
-        content=sbom(package),
-        headers={"Content-Type": "application/json"},
-    )
+    response = upload(api, "/sboms", digest, sbom((package, "1.0")))
     assert response.status_code == 201, response.text
     return str(response.json()["digest"])
 

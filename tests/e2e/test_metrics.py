@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
+from tests.support.prometheus import sample
 from tests.support.promotions import build_estate
 from tests.support.workflows import start_worker, wait_for_run
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in the Prometheus text exposition (0 when absent)."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        match = re.match(rf"^{name}\{{(.*)\}} (\S+)$", line)
-        if match and ",".join(sorted(match.group(1).split(","))) == wanted:
-            return float(match.group(2))
-    return 0.0
 
 
 def test_metrics_count_promotions_gates_steps_and_requests(

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import json
 import threading
-import zipfile
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import ClassVar
 
@@ -19,24 +17,17 @@ import pytest
 from stella.adapters.notify import WebhookNotifier
 from stella.adapters.secrets import resolve_secret
 from tests.support.promotions import build_estate, gate
+from tests.support.security import (
+    REQUESTS_ADVISORY,
+    exposed_estate,
+    feed,
+    import_feed,
+    openssl_trivy,
+    openvex,
+    sbom,
+    upload,
+)
 
-REQUESTS_ADVISORY = {
-    "schema_version": "1.6.0",
-    "id": "GHSA-j8r2-6x86-q33q",
-    "aliases": ["CVE-2023-32681"],
-    "summary": "Unintended leak of Proxy-Authorization header in requests",
-    "modified": "2023-06-01T00:00:00Z",
-    "published": "2023-05-22T20:30:00Z",
-    "database_specific": {"severity": "HIGH"},
-    "affected": [
-        {
-            "package": {"ecosystem": "PyPI", "name": "requests", "purl": "pkg:pypi/requests"},
-            "ranges": [
-                {"type": "ECOSYSTEM", "events": [{"introduced": "2.3.0"}, {"fixed": "2.31.0"}]}
-            ],
-        }
-    ],
-}
 UNRELATED_ADVISORY = {
     "id": "PYSEC-2099-1",
     "modified": "2026-01-01T00:00:00Z",
@@ -58,59 +49,6 @@ BROKEN_ADVISORY = {
         }
     ],
 }
-
-
-def sbom(*packages: tuple[str, str]) -> dict:
-    return {
-        "bomFormat": "CycloneDX",
-        "specVersion": "1.5",
-        "version": 1,
-        "components": [
-            {"type": "library", "name": n, "version": v, "purl": f"pkg:pypi/{n}@{v}"}
-            for n, v in packages
-        ],
-    }
-
-
-def openvex(digest: str, status: str, timestamp: str, **extra) -> dict:
-    statement = {
-        "vulnerability": {"name": "CVE-2023-32681"},
-        "products": [{"@id": digest, "subcomponents": [{"@id": "pkg:pypi/requests@2.28.1"}]}],
-        "status": status,
-        **extra,
-    }
-    return {
-        "@context": "https://openvex.dev/ns/v0.2.0",
-        "@id": f"https://vex.example.com/{status}/{timestamp}",
-        "author": "Security Team",
-        "timestamp": timestamp,
-        "version": 1,
-        "statements": [statement],
-    }
-
-
-def feed(*advisories: dict) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as archive:
-        for advisory in advisories:
-            archive.writestr(f"osv/{advisory['id']}.json", json.dumps(advisory))
-    return out.getvalue()
-
-
-def upload(api, path: str, digest: str, document: dict):
-    return api.request(
-        "POST",
-        path,
-        params={"digest": digest},
-        content=json.dumps(document),
-        headers={"Content-Type": "application/json"},
-    )
-
-
-def import_feed(api, body: bytes):
-    return api.request(
-        "POST", "/advisories/import", content=body, headers={"Content-Type": "application/zip"}
-    )
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -256,9 +194,7 @@ def test_new_advisory_exposes_blocks_prod_and_vex_unblocks(api, registry_url, re
 
 
 def test_a_waiver_lets_one_advisory_through_until_it_expires(api, registry_url, repository):
-    estate = build_estate(api, registry_url, repository)
-    upload(api, "/sboms", estate.digest, sbom(("requests", "2.28.1")))
-    import_feed(api, feed(REQUESTS_ADVISORY))
+    estate = exposed_estate(api, registry_url, repository)
     dev = api.post("/promotions", {"release_id": estate.release_id, "target_environment": "dev"})
     assert dev.json()["state"] == "blocked"
     viewer = api.user_token("viewer")
@@ -292,28 +228,7 @@ def test_a_waiver_lets_one_advisory_through_until_it_expires(api, registry_url, 
 
 def test_scanner_reports_become_findings(api, registry_url, repository):
     estate = build_estate(api, registry_url, repository)
-    trivy = {
-        "SchemaVersion": 2,
-        "ArtifactName": "app",
-        "Results": [
-            {
-                "Target": "app (debian 12.4)",
-                "Class": "os-pkgs",
-                "Type": "debian",
-                "Vulnerabilities": [
-                    {
-                        "VulnerabilityID": "CVE-2024-0727",
-                        "PkgName": "openssl",
-                        "PkgIdentifier": {"PURL": "pkg:deb/debian/openssl@3.0.11-1~deb12u2"},
-                        "InstalledVersion": "3.0.11-1~deb12u2",
-                        "FixedVersion": "3.0.13-1~deb12u1",
-                        "Severity": "CRITICAL",
-                        "CVSS": {"nvd": {"V3Score": 9.8, "V3Vector": "CVSS:3.1/AV:N/AC:L"}},
-                    }
-                ],
-            }
-        ],
-    }
+    trivy = openssl_trivy(CVSS={"nvd": {"V3Score": 9.8, "V3Vector": "CVSS:3.1/AV:N/AC:L"}})
     response = api.post("/scans", {"digest": estate.digest, "format": "trivy", "report": trivy})
     assert response.status_code == 201, response.text
     scan = response.json()

@@ -18,32 +18,26 @@ from stella.domain.ids import new_id
 from stella.domain.tenancy import Principal, Role
 from stella.services import security as svc
 from stella.services.context import CallContext
-from tests.e2e.test_security_decisioning import (
+from tests.support.security import (
+    OPENSSL_CVE,
     REQUESTS_ADVISORY,
+    REQUESTS_CVE,
+    exposed_estate,
     feed,
     import_feed,
+    openssl_trivy,
     openvex,
     sbom,
     upload,
 )
-from tests.support.promotions import build_estate
 
 WAIVER = {
-    "advisory": "CVE-2023-32681",
+    "advisory": REQUESTS_CVE,
     "package": "pkg:pypi/requests",
     "reason": "fixed by our proxy config",
     "ttl": "7d",
     "environment": "dev",
 }
-
-
-def exposed_estate(api, registry_url, repository):
-    """An estate whose image has requests 2.28.1, hit by an imported advisory: failing in
-    every environment."""
-    estate = build_estate(api, registry_url, repository)
-    assert upload(api, "/sboms", estate.digest, sbom(("requests", "2.28.1"))).status_code == 201
-    assert import_feed(api, feed(REQUESTS_ADVISORY)).status_code == 200
-    return estate
 
 
 def promote(api, release_id: str, environment: str) -> dict:
@@ -152,13 +146,7 @@ def json_loads(monkeypatch):
 def test_an_uploaded_sbom_or_vex_is_parsed_once(api, json_loads):
     digest = "sha256:" + uuid.uuid4().hex * 2
     document = json.dumps(sbom(("requests", "2.28.1"), ("idna", "3.4"))).encode()
-    response = api.request(
-        "POST",
-        "/sboms",
-        params={"digest": digest},
-        content=document,
-        headers={"Content-Type": "application/json"},
-    )
+    response = upload(api, "/sboms", digest, document)
     assert response.status_code == 201, response.text
     assert json_loads.count(document) == 1  # validated and ingested from one parse
     statement = openvex(
@@ -168,42 +156,19 @@ def test_an_uploaded_sbom_or_vex_is_parsed_once(api, json_loads):
         justification="vulnerable_code_not_in_execute_path",
     )
     vex = json.dumps(statement).encode()
-    response = api.request(
-        "POST",
-        "/vex",
-        params={"digest": digest},
-        content=vex,
-        headers={"Content-Type": "application/json"},
-    )
+    response = upload(api, "/vex", digest, vex)
     assert response.status_code == 201, response.text
     assert json_loads.count(vex) == 1
 
 
-TRIVY = {
-    "SchemaVersion": 2,
-    "ArtifactName": "app",
-    "Results": [
-        {
-            "Target": "app",
-            "Vulnerabilities": [
-                {
-                    "VulnerabilityID": "CVE-2024-0727",
-                    "PkgName": "openssl",
-                    "InstalledVersion": "3.0.11",
-                    "FixedVersion": "3.0.13",
-                    "Severity": "CRITICAL",
-                }
-            ],
-        }
-    ],
-}
+TRIVY = openssl_trivy()
 
 
 def test_a_scan_report_is_parsed_once(api, json_loads):
     digest = "sha256:" + uuid.uuid4().hex * 2
     response = api.post("/scans", {"digest": digest, "format": "trivy", "report": TRIVY})
     assert response.status_code == 201, response.text
-    parsed = [s for s in json_loads if isinstance(s, str | bytes) and "CVE-2024-0727" in str(s)]
+    parsed = [s for s in json_loads if isinstance(s, str | bytes) and OPENSSL_CVE in str(s)]
     assert len(parsed) == 1, parsed  # the request's, not once more to store the report
 
 
@@ -235,7 +200,7 @@ def test_a_scan_report_over_the_limit_is_refused_before_it_is_read(api, containe
     stored = svc.record_scan_report(
         container.security, ctx, digest, "trivy", content, TRIVY, len(content)
     )
-    assert (read, stored["blocking"]) == (["trivy"], ["CVE-2024-0727"])
+    assert (read, stored["blocking"]) == (["trivy"], [OPENSSL_CVE])
 
 
 def test_a_scan_report_with_nan_is_refused(api):

@@ -5,89 +5,20 @@ again; every recorded change counts in `release_verdict_changed_total` on /metri
 
 from __future__ import annotations
 
-import io
-import json
-import re
 import time
-import zipfile
 
 from stella.services.security import expire_waivers
-from tests.support.promotions import build_estate, gate
+from tests.support.prometheus import sample
+from tests.support.promotions import gate
+from tests.support.security import REQUESTS_CVE, REQUESTS_GHSA, exposed_estate
 
-CVE = "CVE-2023-32681"
-GHSA = "GHSA-j8r2-6x86-q33q"
-ADVISORY = {
-    "schema_version": "1.6.0",
-    "id": GHSA,
-    "aliases": [CVE],
-    "summary": "Unintended leak of Proxy-Authorization header in requests",
-    "modified": "2023-06-01T00:00:00Z",
-    "published": "2023-05-22T20:30:00Z",
-    "database_specific": {"severity": "HIGH"},
-    "affected": [
-        {
-            "package": {"ecosystem": "PyPI", "name": "requests", "purl": "pkg:pypi/requests"},
-            "ranges": [
-                {"type": "ECOSYSTEM", "events": [{"introduced": "2.3.0"}, {"fixed": "2.31.0"}]}
-            ],
-        }
-    ],
-}
-SBOM = {
-    "bomFormat": "CycloneDX",
-    "specVersion": "1.5",
-    "version": 1,
-    "components": [
-        {
-            "type": "library",
-            "name": "requests",
-            "version": "2.28.1",
-            "purl": "pkg:pypi/requests@2.28.1",
-        }
-    ],
-}
 METRIC = "release_verdict_changed_total"
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """One sample of the Prometheus text exposition (0 when absent)."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        match = re.match(rf"^{name}\{{(.*)\}} (\S+)$", line)
-        if match and ",".join(sorted(match.group(1).split(","))) == wanted:
-            return float(match.group(2))
-    return 0.0
 
 
 def changed(client, environment: str, state: str) -> float:
     response = client.get("/metrics")
     assert response.status_code == 200
     return sample(response.text, METRIC, environment=environment, state=state)
-
-
-def exposed_estate(api, registry_url, repository):
-    """dev → stage → prod with a release whose SBOM has requests 2.28.1, then the advisory
-    against it imported: the release's verdict fails everywhere."""
-    estate = build_estate(api, registry_url, repository)
-    sbom = api.request(
-        "POST",
-        "/sboms",
-        params={"digest": estate.digest},
-        content=json.dumps(SBOM),
-        headers={"Content-Type": "application/json"},
-    )
-    assert sbom.status_code == 201, sbom.text
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zipped:
-        zipped.writestr(f"osv/{ADVISORY['id']}.json", json.dumps(ADVISORY))
-    imported = api.request(
-        "POST",
-        "/advisories/import",
-        content=archive.getvalue(),
-        headers={"Content-Type": "application/zip"},
-    )
-    assert imported.status_code in (200, 201), imported.text
-    return estate
 
 
 def verdict(api, digest: str, environment: str) -> dict:
@@ -109,7 +40,7 @@ def promote(api, release_id: str, target: str) -> dict:
 
 def waive(api, **extra) -> dict:
     spec = {
-        "advisory": CVE,
+        "advisory": REQUESTS_CVE,
         "package": "pkg:pypi/requests",
         "reason": "the proxy strips the header; upgrade planned",
         **extra,
@@ -125,7 +56,7 @@ def test_a_revoked_waiver_blocks_again_and_each_change_is_counted(
     estate = exposed_estate(api, registry_url, repository)
     blocked = promote(api, estate.release_id, "dev")
     assert blocked["state"] == "blocked"
-    assert GHSA in gate(blocked, "security")["reason"]
+    assert REQUESTS_GHSA in gate(blocked, "security")["reason"]
     assert verdict(api, estate.digest, "dev")["state"] == "fail"
     passes, fails = changed(client, "dev", "pass"), changed(client, "dev", "fail")
 
@@ -157,7 +88,7 @@ def test_a_revoked_waiver_blocks_again_and_each_change_is_counted(
     # the waiting stage promotion was gated again at once, and blocks on the advisory
     again = api.get(f"/promotions/{stage['id']}").json()
     assert again["state"] == "blocked"
-    assert GHSA in gate(again, "security")["reason"]
+    assert REQUESTS_GHSA in gate(again, "security")["reason"]
     audit = api.get("/audit-events", params={"action": "waiver.revoked"}).json()["items"]
     assert [e["resource_id"] for e in audit] == [waiver["id"]]
 
@@ -177,13 +108,13 @@ def test_an_expired_waiver_lets_nothing_through_any_more(api, registry_url, repo
         assert time.monotonic() < deadline, "the waiver never expired"
         time.sleep(0.2)
     current = verdict(api, estate.digest, "stage")
-    assert [b["advisory_id"] for b in current["blocking"]] == [GHSA]
+    assert [b["advisory_id"] for b in current["blocking"]] == [REQUESTS_GHSA]
     # what every worker does on its periodic pass: the expiry is handled once, like a revocation
     expire_waivers(api.container.security)
     expire_waivers(api.container.security)
     again = api.get(f"/promotions/{stage['id']}").json()
     assert again["state"] == "blocked"
-    assert GHSA in gate(again, "security")["reason"]
+    assert REQUESTS_GHSA in gate(again, "security")["reason"]
     assert history(api, estate.digest, "stage")[-1] == ("fail", "waiver expired")
     audit = api.get("/audit-events", params={"action": "waiver.expired"}).json()["items"]
     assert [e["resource_id"] for e in audit] == [waiver["id"]]

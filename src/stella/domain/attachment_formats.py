@@ -457,10 +457,19 @@ def classify(content: bytes, format_name: str | None, candidates: list[str]) -> 
     Raises DocumentRejected with the reason; an unknown or unaccepted format name is
     `UnknownFormat`, so that callers can report it against the `format` field.
     """
+    return classify_document(content, format_name, candidates)[0]
+
+
+def classify_document(
+    content: bytes, format_name: str | None, candidates: list[str], document: Any = None
+) -> tuple[AttachmentFormat, Any]:
+    """`classify` that hands back the parsed document too, so that it is parsed once: to be
+    checked here and read by an ingest hook. `document`: the content already parsed."""
     if format_name is not None and format_name not in candidates:
         msg = f"unknown format '{format_name}'; accepted: {', '.join(candidates)}"
         raise UnknownFormat(msg)
-    document = parse_json(content)
+    if document is None:  # JSON `null` is no document of any format either
+        document = parse_json(content)
     fmt = FORMATS[format_name] if format_name is not None else detect(document, candidates)
     if fmt is None:
         msg = (
@@ -469,7 +478,7 @@ def classify(content: bytes, format_name: str | None, candidates: list[str]) -> 
         )
         raise DocumentRejected(msg)
     fmt.check(document)
-    return fmt
+    return fmt, document
 
 
 class UnknownFormat(DocumentRejected):

@@ -19,10 +19,9 @@ from stella.domain.attachment_formats import (
     AttachmentKind,
     DocumentRejected,
     UnknownFormat,
-    detect,
+    classify_document,
     formats_of,
     is_sha256_digest,
-    parse_json,
 )
 from stella.domain.errors import ImageNotFound, NotFound, PayloadTooLarge, ValidationFailed
 from stella.domain.ids import new_id
@@ -122,30 +121,9 @@ def check_size(content: bytes, max_bytes: int) -> None:
         raise PayloadTooLarge(msg)
 
 
-def _classify(
-    content: bytes, format_name: str | None, candidates: list[str], document: Any = None
-) -> tuple[AttachmentFormat, Any]:
-    """`classify` that hands back the parsed document too, so that it is parsed once: to be
-    checked here and read by the ingest hook. `document`: the content already parsed."""
-    if format_name is not None and format_name not in candidates:
-        msg = f"unknown format '{format_name}'; accepted: {', '.join(candidates)}"
-        raise UnknownFormat(msg)
-    if document is None:  # JSON `null` is no document of any format either
-        document = parse_json(content)
-    fmt = FORMATS[format_name] if format_name is not None else detect(document, candidates)
-    if fmt is None:
-        msg = (
-            f"format not recognised; accepted: {', '.join(candidates)} "
-            "(name one with the format parameter)"
-        )
-        raise DocumentRejected(msg)
-    fmt.check(document)
-    return fmt, document
-
-
 def _format_of(upload: Upload, document: Any = None) -> tuple[AttachmentFormat, Any]:
     try:
-        return _classify(upload.content, upload.format, formats_of(upload.kind), document)
+        return classify_document(upload.content, upload.format, formats_of(upload.kind), document)
     except UnknownFormat as exc:
         raise ValidationFailed.single("format", str(exc)) from None
     except DocumentRejected as exc:
@@ -418,7 +396,7 @@ def _fetch(
         skip(f"the referrer's layer {layer_digest} is not in the registry")
         return None
     try:
-        fmt, document = _classify(content, None, candidates)
+        fmt, document = classify_document(content, None, candidates)
     except DocumentRejected as exc:
         skip(str(exc))
         return None
