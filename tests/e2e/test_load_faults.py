@@ -1,8 +1,9 @@
 """Bounded load with faults on PostgreSQL: 50 concurrent clients create, promote and approve
 releases against `stella server --no-worker` and a standalone `stella worker`, while the worker is
-killed with SIGKILL (and replaced) and every database connection is terminated. Afterwards no
-response was a 5xx other than 503 (+ Retry-After), every promotion's history is a complete chain
-ending in its state, every decision verifies, the audit chain verifies, nothing is stuck."""
+killed with SIGKILL (and replaced) and every database connection is terminated. Clients retry a
+POST answered 503 with its Idempotency-Key, as the CLI does. Afterwards no response was a 5xx
+other than 503 (+ Retry-After), every promotion's history is a complete chain (seq 1..n) ending
+in its state, every decision verifies, the audit chain verifies, nothing is stuck."""
 
 from __future__ import annotations
 
@@ -72,6 +73,34 @@ def setup_estate(server: LiveServer) -> list[str]:
     return approvers
 
 
+def post_retrying(
+    recorder: Recorder,
+    api: httpx.Client,
+    route: str,
+    path: str,
+    body: dict,
+    seen: dict[str, set[str]],
+    lock: threading.Lock,
+) -> httpx.Response | None:
+    """POST with an Idempotency-Key, retried (same key) while the answer is 503, as the CLI
+    does: the change happens once whether or not the first attempt's answer got through."""
+    key = str(uuid.uuid4())
+    response = None
+    for attempt in range(4):
+        response = recorder.call(
+            api, "POST", route, path, json=body, headers={"Idempotency-Key": key}
+        )
+        if response is None or response.status_code != 503:
+            break
+        with lock:
+            seen["retried"].add(key)
+        time.sleep(0.2 * (attempt + 1))
+    if response is not None and response.headers.get("idempotent-replayed") == "true":
+        with lock:
+            seen["replayed"].add(key)
+    return response
+
+
 def run_client(
     server: LiveServer,
     number: int,
@@ -88,24 +117,28 @@ def run_client(
         while time.monotonic() < deadline:
             iteration += 1
             version = f"1.{number}.{iteration}"
-            release = recorder.call(
+            release = post_retrying(
+                recorder,
                 admin,
-                "POST",
                 "/releases",
                 "/releases",
-                json={"name": "api", "version": version, "components": {"api": "v1"}},
+                {"name": "api", "version": version, "components": {"api": "v1"}},
+                seen,
+                lock,
             )
             if release is None or release.status_code != 201:
                 continue
             release_id = release.json()["id"]
             promotions = []
             for environment in ("dev", "stage"):
-                promotion = recorder.call(
+                promotion = post_retrying(
+                    recorder,
                     admin,
-                    "POST",
                     "/promotions",
                     "/promotions",
-                    json={"release_id": release_id, "target_environment": environment},
+                    {"release_id": release_id, "target_environment": environment},
+                    seen,
+                    lock,
                 )
                 if promotion is None or promotion.status_code != 201:
                     break
@@ -114,12 +147,14 @@ def run_client(
                 seen["created"].update(p["id"] for p in promotions)
             if len(promotions) == 2 and promotions[1]["state"] == "awaiting_approval":
                 stage_id = promotions[1]["id"]
-                approved = recorder.call(
+                approved = post_retrying(
+                    recorder,
                     approving,
-                    "POST",
                     "/promotions/{id}/approve",
                     f"/promotions/{stage_id}/approve",
-                    json={"comment": f"load {version}"},
+                    {"comment": f"load {version}"},
+                    seen,
+                    lock,
                 )
                 if approved is not None and approved.status_code in (200, 503):
                     with lock:
@@ -237,7 +272,13 @@ def _scenario(server: LiveServer, workers: WorkerProcesses, dbname: str) -> None
     approvers = setup_estate(server)
     recorder = Recorder()
     lock = threading.Lock()
-    seen: dict[str, set[str]] = {"created": set(), "approved": set(), "approve_503": set()}
+    seen: dict[str, set[str]] = {
+        "created": set(),
+        "approved": set(),
+        "approve_503": set(),
+        "retried": set(),
+        "replayed": set(),
+    }
     faults: list[str] = []
     deadline = recorder.started + LOAD_SECONDS
     threads = [
@@ -296,6 +337,10 @@ def _scenario(server: LiveServer, workers: WorkerProcesses, dbname: str) -> None
     print(
         f"answered 503 yet committed: {unanswered} promotion(s) created, "
         f"{applied} of {len(seen['approve_503'])} approval(s) applied"
+    )
+    print(
+        f"POSTs retried after a 503 with their Idempotency-Key: {len(seen['retried'])}; "
+        f"answered from the key (the first attempt had committed): {len(seen['replayed'])}"
     )
 
     log = tracebacks(server.log)
