@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -196,6 +197,18 @@ def _checkpoint_problem(
     return None
 
 
+def known_public_keys(
+    ring_keys: dict[str, str], registered: Iterable[Mapping[str, Any]]
+) -> dict[str, str]:
+    """Every public key the server signs or signed with, by key id: the key ring's (current and
+    retired) first, then keys registered in the database (`signing_keys` rows) that the ring no
+    longer holds."""
+    found = dict(ring_keys)
+    for row in registered:
+        found.setdefault(row["keyid"], row["public_key_pem"])
+    return found
+
+
 def verify_chain(
     uow_factory: UnitOfWorkFactory,
     ctx: CallContext,
@@ -208,7 +221,7 @@ def verify_chain(
     tenant_id = ctx.principal.tenant_id
     report = ChainReport()
     with uow_factory(read_only=True) as uow:
-        keys = {k["keyid"]: k["public_key_pem"] for k in uow.signing_keys.all()} | known_keys
+        keys = known_public_keys(known_keys, uow.signing_keys.all())
         size, head = uow.chain.head(tenant_id)
         report.size = size
         prev, seq = GENESIS_HASH, 1

@@ -13,6 +13,7 @@ from stella.api.deps import ContainerDep, Ctx, Page
 from stella.api.schemas import ListOf
 from stella.domain.errors import NotFound
 from stella.domain.promotions import Promotion
+from stella.services import audit_chain
 from stella.services import policies as policy_svc
 from stella.services import promotions as svc
 from stella.services.specs import DecisionSpec, OverrideSpec, PolicySpec, PromotionSpec
@@ -212,10 +213,8 @@ def keys(container: ContainerDep, ctx: Ctx) -> dict[str, Any]:
     ring = container.signing_key
     with container.read_uow() as uow:
         registered = {k["keyid"]: k for k in uow.signing_keys.all()}
+    found = audit_chain.known_public_keys(ring.public_keys(), registered.values())
     current = ring.keyid
-    found = ring.public_keys()
-    for keyid, row in registered.items():
-        found.setdefault(keyid, row["public_key_pem"])
     return {
         "keys": [
             {
