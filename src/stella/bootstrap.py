@@ -49,6 +49,7 @@ from stella.services.promotions import PromotionServices, settle_deployments
 from stella.services.security import SecurityIngestHook, SecurityServices, expire_waivers
 from stella.services.specs import RunSpec, WorkflowSpec
 from stella.services.steps import StepRegistry
+from stella.services.web_sessions import SessionPurge
 from stella.services.workflow_engine import RunAdvancer, TemplateCache, WorkflowEngine
 from stella.services.workflow_ports import RunStore
 from stella.worker.runner import Worker, WorkerSettings
@@ -121,6 +122,7 @@ class Container:
                 lambda: expire_waivers(self.security),
                 lambda: purge_expired_keys(self.uow, clock),
                 lambda: drift_every(self.record_drift),
+                SessionPurge(self.uow, clock),
             ],
             metrics=PrometheusMetrics(),
         )

@@ -1,7 +1,8 @@
 """The whole promotion path in a real headless Chromium against a server started on loopback:
 sign in, promote dev → stage → prod from the UI, approve as a second user, separation of duties
 refused in production, the run view updating live, drift shown, evidence downloaded; and the
-refusals: expired session, missing CSRF token, a viewer approving, unknown ids, HTML in input."""
+refusals: login CSRF from a hostile page, expired session, missing CSRF token, a viewer
+approving, unknown ids, HTML in input."""
 
 from __future__ import annotations
 
@@ -227,6 +228,26 @@ def test_refusals_in_the_browser(live, browser, tmp_path):
             "/promotions", json={"release_id": release["id"], "target_environment": "stage"}
         ).json()
     base = live.url
+
+    # login CSRF: a hostile page (another origin) that posts the sign-in form with its own API
+    # token does not sign this browser in: the login page comes back with a 403 and the reason
+    hostile = browser.new_context()
+    evil = hostile.new_page()
+    evil_url = "http://127.0.0.1:9/login-csrf.html"  # served by the route below, no server
+    form = (
+        f'<form id="f" method="post" action="{base}/login">'
+        f'<input name="token" value="{tokens["viewer"]}">'
+        '<input name="login_csrf" value="1700000000.guessed-guessed-guessed-guessed-x">'
+        '<input name="next" value="/"></form><script>f.submit()</script>'
+    )
+    evil.route(evil_url, lambda route: route.fulfill(content_type="text/html", body=form))
+    with evil.expect_navigation(url=f"{base}/login"):
+        evil.goto(evil_url)
+    assert "did not come from this site" in evil.content()
+    evil.goto(f"{base}/")
+    assert "/login" in evil.url
+    assert not [c for c in hostile.cookies() if c["name"] == "stella_session"]
+    hostile.close()
 
     # an expired session (here: a cookie the server does not know) goes back to sign-in
     context = browser.new_context()

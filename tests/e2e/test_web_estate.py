@@ -27,6 +27,7 @@ from stella.services import drift
 from stella.services.evidence_verify import verify_bundle
 from stella.web.pages import estate as estate_page
 from stella.web.pages.evidence import signature_status
+from tests.support.browser import login_fields
 from tests.support.promotions import build_estate
 
 PAGES = ["/targets", "/agents", "/evidence", "/audit"]
@@ -43,7 +44,7 @@ def web(client):
         browser = TestClient(client.app, raise_server_exceptions=False, follow_redirects=False)
         opened.append(browser)
         if token is not None:
-            response = browser.post("/login", data={"token": token})
+            response = browser.post("/login", data={"token": token, **login_fields(browser)})
             assert response.status_code == 303, response.text
         return browser
 

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from stella.web.pages import releases as releases_page
+from tests.support.browser import login_fields
 from tests.support.promotions import build_estate
 from tests.support.workflows import start_worker, wait_for_run
 
@@ -46,7 +47,7 @@ def sign_in(client: TestClient, token: str) -> TestClient:
     _OPEN.append(browser)
     response = browser.post(
         "/login",
-        data={"token": token, "next": "/releases"},
+        data={"token": token, "next": "/releases", **login_fields(browser)},
         follow_redirects=False,
     )
     assert response.status_code == 303, response.text
@@ -333,6 +334,8 @@ def first_message(browser: TestClient, path: str) -> dict:
     with browser.stream("GET", path) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
+        # the stream carries the signed-in user's data: no cache may keep it
+        assert response.headers["cache-control"] == "no-store"
         for line in response.iter_lines():
             if line.startswith("data: "):
                 return json.loads(line.removeprefix("data: "))

@@ -12,6 +12,17 @@ from pathlib import Path
 from tests.conftest import service_missing
 
 SCREENSHOTS = Path(os.environ.get("STELLA_SCREENSHOTS", "/tmp/stella-screenshots"))
+LOGIN_CSRF = re.compile(r'name="login_csrf" value="([^"]+)"')
+
+
+def login_fields(client) -> dict[str, str]:
+    """What the sign-in form adds to a token for an HTTP client (TestClient/httpx): GET /login
+    leaves its pre-session cookie in the client's jar and gives the matching hidden field."""
+    page = client.get("/login")
+    assert page.status_code == 200, page.text
+    found = LOGIN_CSRF.search(page.text)
+    assert found, "no login_csrf field on the sign-in page"
+    return {"login_csrf": found.group(1)}
 
 
 def chromium_path() -> str:

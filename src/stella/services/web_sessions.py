@@ -2,11 +2,17 @@
 
 The session stores only hashes: of its own id (the cookie value) and of the API token, which is
 resolved on every request, so revoking the token (or deleting the user) ends the session too.
+
+The sign-in form itself is protected before any session exists by a double-submit token (see
+`new_login_token`); expired sessions are deleted by the worker (`SessionPurge`), not on sign-in.
 """
 
 from __future__ import annotations
 
+import hmac
+import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -16,6 +22,12 @@ from stella.services.auth import hash_token
 from stella.services.ports import Clock, UnitOfWorkFactory
 
 SESSION_LIFETIME = timedelta(hours=8)
+# how long a sign-in form may be open before it must be loaded again
+LOGIN_FORM_LIFETIME = timedelta(hours=1)
+# how often a worker deletes expired sessions
+PURGE_INTERVAL_SECONDS = 60.0
+
+log = logging.getLogger(__name__)
 
 
 class SessionExpired(Unauthenticated):
@@ -42,7 +54,6 @@ def sign_in(
         if principal is None:
             msg = "that API token is not valid (or was revoked)"
             raise Unauthenticated(msg)
-        uow.web_sessions.purge_expired(now)
         uow.web_sessions.add(
             {
                 "id_hash": hash_token(cookie),
@@ -77,3 +88,73 @@ def sign_out(uow_factory: UnitOfWorkFactory, cookie: str | None) -> None:
     with uow_factory() as uow:
         uow.web_sessions.delete(hash_token(cookie))
         uow.commit()
+
+
+def new_login_token(clock: Clock) -> str:
+    """A fresh value for the sign-in form's double-submit check: `<issued epoch>.<random>`.
+
+    It goes both into a pre-session cookie (HttpOnly, SameSite=Strict, so another site can
+    neither read it nor have the browser send it) and into a hidden field of the form; a
+    sign-in is accepted only when the two match. A hostile page can make a browser post the
+    form, but it cannot know the cookie's value, so it cannot log the browser into its own
+    account ("login CSRF").
+    """
+    return f"{int(clock().timestamp())}.{secrets.token_urlsafe(32)}"
+
+
+def login_token_age(token: str | None, clock: Clock) -> timedelta | None:
+    """How old a well-formed login token is (None when it is not one)."""
+    issued, _, random_part = (token or "").partition(".")
+    if not issued.isdigit() or len(random_part) < 32:
+        return None
+    return timedelta(seconds=clock().timestamp() - int(issued))
+
+
+def login_token_valid(cookie: str | None, submitted: str | None, clock: Clock) -> bool:
+    """The form's token is the cookie's, and was issued less than `LOGIN_FORM_LIFETIME` ago."""
+    if not cookie or not submitted or not hmac.compare_digest(cookie, submitted):
+        return False
+    age = login_token_age(cookie, clock)
+    return age is not None and timedelta(seconds=-60) <= age < LOGIN_FORM_LIFETIME
+
+
+def login_token_reusable(token: str | None, clock: Clock) -> bool:
+    """A login token still good for at least half its lifetime (shown again in another tab)."""
+    age = login_token_age(token, clock)
+    return age is not None and timedelta(0) <= age < LOGIN_FORM_LIFETIME / 2
+
+
+def purge_expired_sessions(uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
+    """Delete the sessions that have expired (one indexed delete in a short transaction of
+    its own); how many were deleted."""
+    with uow_factory() as uow:
+        purged = uow.web_sessions.purge_expired(clock())
+        uow.commit()
+    return purged
+
+
+class SessionPurge:
+    """The worker's periodic job that deletes expired web sessions, at most once per
+    `interval` seconds (periodic jobs run every few seconds). Sign-in no longer does it: it
+    made every sign-in slower as sessions accumulated."""
+
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        interval: float = PURGE_INTERVAL_SECONDS,
+    ) -> None:
+        self.uow_factory = uow_factory
+        self.clock = clock
+        self.interval = interval
+        self.last = float("-inf")  # the first call purges
+
+    def __call__(self) -> int:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return 0
+        self.last = now
+        purged = purge_expired_sessions(self.uow_factory, self.clock)
+        if purged:
+            log.info("purged expired web sessions", extra={"count": purged})
+        return purged

@@ -11,7 +11,7 @@ import hmac
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -25,6 +25,9 @@ from stella.services.context import CallContext
 from stella.services.web_sessions import SessionExpired, WebSession, resolve
 
 COOKIE = "stella_session"
+# the sign-in form's pre-session cookie (double-submit token), sent to /login only
+LOGIN_COOKIE = "stella_login"
+LOGIN_PATH = "/login"
 HERE = Path(__file__).parent
 templates = Environment(
     loader=FileSystemLoader(HERE / "templates"),
@@ -96,11 +99,39 @@ async def form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
 
 
+def same_origin(request: Request) -> bool:
+    """False when the browser says the request came from another site: an `Origin` (or, without
+    one, a `Referer`) naming a host other than the one addressed. Requests that carry neither,
+    or `Origin: null` (what browsers send for our own forms, whose pages have
+    `Referrer-Policy: no-referrer`), are left to the CSRF token."""
+    claimed = request.headers.get("origin")
+    if not claimed or claimed == "null":
+        claimed = request.headers.get("referer")
+    if not claimed or claimed == "null":
+        return True
+    try:
+        parts = urlsplit(claimed)
+    except ValueError:
+        return False
+    host = request.headers.get("host", "")
+    return parts.scheme in {"http", "https"} and parts.netloc.lower() == host.lower()
+
+
 def check_csrf(user: WebContext, submitted: dict[str, str]) -> None:
-    """Every state-changing form carries the session's CSRF token."""
+    """Every state-changing form carries the session's CSRF token (and, when the browser names
+    where the form came from, it came from this site)."""
     if not hmac.compare_digest(submitted.get("csrf", ""), user.session.csrf):
         msg = "the form is missing its security token (CSRF); reload the page and try again"
         raise PermissionDenied(msg)
+    if not same_origin(user.request):
+        msg = "the form was sent from another site (CSRF); reload the page and try again"
+        raise PermissionDenied(msg)
+
+
+def secure_cookies(request: Request) -> bool:
+    """Cookies get `Secure` when the page is served over HTTPS (uvicorn takes the scheme from
+    `X-Forwarded-Proto` when the proxy's address is in FORWARDED_ALLOW_IPS)."""
+    return request.url.scheme == "https"
 
 
 def back(path: str, **message: str) -> RedirectResponse:
@@ -129,6 +160,8 @@ def error_page(request: Request, status: int, title: str, detail: str) -> Respon
 
 __all__ = [
     "COOKIE",
+    "LOGIN_COOKIE",
+    "LOGIN_PATH",
     "SessionExpired",
     "Web",
     "WebContext",
@@ -139,4 +172,6 @@ __all__ = [
     "is_page",
     "login_redirect",
     "render",
+    "same_origin",
+    "secure_cookies",
 ]

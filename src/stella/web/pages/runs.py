@@ -66,7 +66,8 @@ def event_stream(body: AsyncIterator[str]) -> StreamingResponse:
     return StreamingResponse(
         body,
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        # no-store like every other page: the stream carries the signed-in user's data
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
