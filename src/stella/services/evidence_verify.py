@@ -321,8 +321,7 @@ class _Verifier:
         if signed["predicate"].get("context_digest") != predicate["replay"]["context_digest"]:
             msg = f"packet {packet_id}: the decision record was made on another context"
             raise BundleInvalid(msg)
-        replayed = [r.to_json() for r in gates.evaluate(context, self.evaluator)]
-        outcome, reason = gates.outcome(context, gates.results_from(replayed))
+        replayed, outcome, reason = gates.replay(context, self.evaluator)
         recorded = predicate["why"]["gate_results"]
         if canonical_json(replayed) != canonical_json(recorded):
             changed = [r["gate"] for r, o in zip(replayed, recorded, strict=False) if r != o] or [

@@ -327,6 +327,15 @@ def evaluate(ctx: Context, evaluator: PolicyEvaluator) -> list[GateResult]:
     return results
 
 
+def replay(ctx: Context, evaluator: PolicyEvaluator) -> tuple[list[dict[str, Any]], str, str]:
+    """The gates run again on a recorded context: their results as recorded (JSON documents),
+    and the (state, reason) those documents lead to. Used by the server and by offline
+    verification alike, so both replay a decision the same way."""
+    replayed = [r.to_json() for r in evaluate(ctx, evaluator)]
+    state, reason = outcome(ctx, results_from(replayed))
+    return replayed, state, reason
+
+
 def results_from(documents: list[dict[str, Any]]) -> list[GateResult]:
     return [
         GateResult(

@@ -584,8 +584,7 @@ def replay(services: PromotionServices, ctx: CallContext, ref: str) -> dict[str,
         (e for e in evaluations if decision and e["id"] == decision["evaluation_id"]),
         evaluations[-1],
     )
-    replayed = [r.to_json() for r in gates.evaluate(recorded["context"], services.evaluator)]
-    state, reason = gates.outcome(recorded["context"], gates.results_from(replayed))
+    replayed, state, reason = gates.replay(recorded["context"], services.evaluator)
     differences = _differences(recorded["results"], replayed)
     if (recorded["outcome"], recorded["reason"]) != (state, reason):
         differences.append(
