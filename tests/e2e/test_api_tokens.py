@@ -8,6 +8,7 @@ import uuid
 from fastapi.testclient import TestClient
 
 from stella.api.app import create_app
+from tests.support.browser import login_fields
 
 
 def _user(api, role: str = "releaser") -> tuple[str, str]:
@@ -90,7 +91,7 @@ def test_unknown_users_and_tokens_are_not_found(api, other_tenant):
 def test_revoking_the_token_ends_its_web_session(api, container):
     name, token = _user(api, "viewer")
     with TestClient(create_app(container), follow_redirects=False) as browser:
-        signed_in = browser.post("/login", data={"token": token})
+        signed_in = browser.post("/login", data={"token": token, **login_fields(browser)})
         assert signed_in.status_code == 303, signed_in.text
         assert browser.get("/releases").status_code == 200
         assert api.post(f"/users/{name}/tokens/revoke").status_code == 200
