@@ -124,11 +124,13 @@ def login_token_reusable(token: str | None, clock: Clock) -> bool:
     return age is not None and timedelta(0) <= age < LOGIN_FORM_LIFETIME / 2
 
 
-def purge_expired_sessions(uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
-    """Delete the sessions that have expired (one indexed delete in a short transaction of
-    its own); how many were deleted."""
+def purge_expired_sessions(
+    uow_factory: UnitOfWorkFactory, clock: Clock, limit: int = 10_000
+) -> int:
+    """Delete up to `limit` expired sessions (one indexed delete in a short transaction of
+    its own, bounded so a pass after a long outage stays short); how many were deleted."""
     with uow_factory() as uow:
-        purged = uow.web_sessions.purge_expired(clock())
+        purged = uow.web_sessions.purge_expired(clock(), limit)
         uow.commit()
     return purged
 

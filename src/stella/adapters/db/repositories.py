@@ -529,6 +529,7 @@ class SqlWebSessionRepository:
         s = t.web_sessions
         execute(self._conn, delete(s).where(s.c.id_hash == id_hash))
 
-    def purge_expired(self, now: datetime) -> int:
+    def purge_expired(self, now: datetime, limit: int) -> int:
         s = t.web_sessions
-        return execute(self._conn, delete(s).where(s.c.expires_at < now)).rowcount or 0
+        expired = select(s.c.id_hash).where(s.c.expires_at < now).limit(limit).scalar_subquery()
+        return execute(self._conn, delete(s).where(s.c.id_hash.in_(expired))).rowcount or 0

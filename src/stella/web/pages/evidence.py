@@ -150,8 +150,8 @@ def public_key(user: Web) -> Response:
 def signature_status(user: WebContext, packet: EvidencePacket) -> tuple[bool, str]:
     """Check the packet's signature now against every public key the server knows."""
     with user.container.read_uow() as uow:
-        keys = {k["keyid"]: k["public_key_pem"] for k in uow.signing_keys.all()}
-    keys |= user.container.signing_key.public_keys()
+        registered = uow.signing_keys.all()
+    keys = audit_chain.known_public_keys(user.container.signing_key.public_keys(), registered)
     pem = keys.get(packet.keyid)
     if pem is None:
         return False, f"No public key with id {packet.keyid} is known to this server."
