@@ -1488,11 +1488,11 @@ def heartbeat_service_cost(s: Stack, calls: int = 300) -> dict[str, Any]:
         for n in range(calls):
             agent_id, serial = ids[n % len(ids)]
             started = time.perf_counter()
-            agent = agents.authenticate(container.read_uow, agent_id, serial)
-            agents.heartbeat(
+            agents.heartbeat(  # authenticates in its own transaction, as the listener calls it
                 container.uow,
                 utc_now,
-                agent,
+                agent_id,
+                serial,
                 "bench",
                 {"status": "healthy"},
                 inventory if with_inventory else None,
@@ -1506,7 +1506,7 @@ def heartbeat_service_cost(s: Stack, calls: int = 300) -> dict[str, Any]:
 
     crowd = [(row.id, row.cert_serial) for row in crowded]
     return {
-        "note": "authenticate + heartbeat, as the listener calls them",
+        "note": "heartbeat (authenticates the agent in its transaction), as the listener calls it",
         f"{HB_AGENTS // HB_ENVIRONMENTS}_targets_in_environment": measure(crowd, True),
         f"{HB_AGENTS // HB_ENVIRONMENTS}_targets_in_environment_no_inventory": measure(
             crowd, False
@@ -1515,8 +1515,9 @@ def heartbeat_service_cost(s: Stack, calls: int = 300) -> dict[str, Any]:
     }
 
 
-def bench_heartbeats(kind: str) -> dict[str, Any]:
-    log(f"heartbeats, {kind}: {HB_AGENTS:,} simulated agents every {HB_INTERVAL:g}s")
+def bench_heartbeats(kind: str, keep_alive: bool = True) -> dict[str, Any]:
+    how = "kept-alive connections" if keep_alive else "a new TLS connection per heartbeat"
+    log(f"heartbeats, {kind}: {HB_AGENTS:,} simulated agents every {HB_INTERVAL:g}s, {how}")
     settings: dict[str, str] = {}  # product defaults: heartbeat 30 s, offline after 90 s
     load_before = load_average()
     with stack(kind, settings) as s:
@@ -1545,6 +1546,7 @@ def bench_heartbeats(kind: str) -> dict[str, Any]:
                     "warmup": warmup,
                     "seconds": seconds,
                     "in_flight": HB_IN_FLIGHT,
+                    "keep_alive": keep_alive,
                 },
                 on_ready=lambda: reset_heartbeats(s, marks),  # the sweep stays out of it
             )
@@ -1608,6 +1610,7 @@ def bench_heartbeats(kind: str) -> dict[str, Any]:
         )
     return labels | {
         "server_settings": PRODUCT_DEFAULTS | {"STELLA_AGENT_HEARTBEAT_SECONDS": "30"},
+        "connections": "keep-alive" if keep_alive else "new per heartbeat",
         "setup": setup,
         "server_idle_cpu_percent_before": round(100 * idle_rate, 1),
         "heartbeats": full,
@@ -1680,7 +1683,12 @@ async def _heartbeats(config: dict[str, Any], contexts: list[ssl.SSLContext]) ->
     body = json.dumps(
         {"version": "bench", "health": {"status": "healthy"}, "inventory": INVENTORY}
     ).encode()
-    request = _request("/agent/v1/heartbeat", body, keep_alive=False)
+    keep_alive = bool(config.get("keep_alive"))
+    request = _request("/agent/v1/heartbeat", body, keep_alive=keep_alive)
+    # keep-alive: each agent's connection stays open between its heartbeats, as `stella agent`
+    # keeps it (one TLS handshake per agent, not per heartbeat); taken out while in use
+    idle: dict[int, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
+    handshakes = 0
     gate = asyncio.Semaphore(config["in_flight"])
     measured: list[float] = []
     lateness: list[float] = []
@@ -1693,24 +1701,40 @@ async def _heartbeats(config: dict[str, Any], contexts: list[ssl.SSLContext]) ->
     start = loop.time() + 1.0
     print(f"ready {time.time() + 1.0}", flush=True)
 
+    async def connect(k: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        nonlocal handshakes
+        handshakes += 1
+        return await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=contexts[k % agents], server_hostname=host),
+            timeout=10,
+        )
+
+    async def exchange(k: int) -> int:
+        reused = idle.pop(k % agents, None) if keep_alive else None
+        if reused is not None and (reused[0].at_eof() or reused[1].is_closing()):
+            reused[1].close()
+            reused = None
+        reader, writer = reused or await connect(k)
+        kept = False
+        try:
+            writer.write(request)
+            status, _ = await asyncio.wait_for(_read_response(reader), timeout=10)
+            kept = keep_alive
+            return status
+        finally:
+            if kept:
+                idle[k % agents] = (reader, writer)
+            else:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+
     async def one(k: int, due: float) -> None:
         async with gate:
             begun = loop.time()
             inside = warmup <= due - start < warmup + seconds
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(
-                        host, port, ssl=contexts[k % agents], server_hostname=host
-                    ),
-                    timeout=10,
-                )
-                try:
-                    writer.write(request)
-                    status, _ = await asyncio.wait_for(_read_response(reader), timeout=10)
-                finally:
-                    writer.close()
-                    with contextlib.suppress(Exception):
-                        await writer.wait_closed()
+                status = await exchange(k)
             except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
                 if inside:
                     errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
@@ -1736,6 +1760,8 @@ async def _heartbeats(config: dict[str, Any], contexts: list[ssl.SSLContext]) ->
         pending.add(asyncio.create_task(one(k, due)))
     if pending:
         await asyncio.wait(pending, timeout=30)
+    for _, writer in idle.values():
+        writer.close()
     sent = int(rate * seconds)
     return {
         "rate_per_second": round(rate, 1),
@@ -1748,7 +1774,8 @@ async def _heartbeats(config: dict[str, Any], contexts: list[ssl.SSLContext]) ->
         "latency_ms": percentiles(measured, 1000, 2),
         "start_lateness_ms": percentiles(lateness, 1000, 2),
         "in_flight_limit": config["in_flight"],
-        "new_tls_connection_per_heartbeat": True,
+        "new_tls_connection_per_heartbeat": not keep_alive,
+        "tls_handshakes": handshakes,
     }
 
 
@@ -1852,6 +1879,16 @@ def main() -> None:
     parser.add_argument("--only", choices=("overhead", "fanout", "many", "heartbeats"))
     parser.add_argument("--database", choices=DATABASES, default=None)
     parser.add_argument("--iterations", type=int, default=ITERATIONS)
+    parser.add_argument(
+        "--heartbeat-connections",
+        choices=("keep-alive", "new"),
+        default="keep-alive",
+        help="heartbeats case: each simulated agent keeps its connection (as `stella agent` "
+        "does) or opens a new TLS connection per heartbeat (as agents did before)",
+    )
+    parser.add_argument(
+        "--skip-ansible", action="store_true", help="overhead case: no Ansible column"
+    )
     parser.add_argument("--load-client", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load_client:
@@ -1887,7 +1924,9 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="stella-bench-ansible-") as tmp:
             if "overhead" in wanted:
-                ansible = prepare_ansible(Path(tmp))
+                ansible = Ansible() if args.skip_ansible else prepare_ansible(Path(tmp))
+                if args.skip_ansible:
+                    ansible.not_measured = "skipped (--skip-ansible)"
                 result["ansible"] = {
                     "versions": ansible.versions,
                     "install_seconds": ansible.install_seconds,
@@ -1910,7 +1949,9 @@ def main() -> None:
                 result["many"].append(bench_many(kind))
         for kind in kinds:
             if "heartbeats" in wanted and kind in HB_DATABASES:
-                result["heartbeats"].append(bench_heartbeats(kind))
+                result["heartbeats"].append(
+                    bench_heartbeats(kind, args.heartbeat_connections == "keep-alive")
+                )
     finally:
         removed = remove_run_containers()
         if removed:

@@ -145,10 +145,21 @@ def finish_interrupted_renewal(data_dir: Path) -> None:
             pending.replace(data_dir / name)
 
 
+# How long an idle connection to the listener is kept for the next request. httpx's default
+# (5 s) closed it between two heartbeats (30 s), so every heartbeat paid a TLS handshake with
+# a client certificate on both sides. The listener keeps idle connections for 75 s
+# (api/mtls.py); the agent lets them go a little earlier, so that it never sends a request on
+# a connection the listener is closing.
+KEEPALIVE_SECONDS = 60.0
+
+
 def mtls_client(data_dir: Path, base_url: str) -> httpx.Client:
+    """One client per certificate: its pool keeps a connection for heartbeats and one for the
+    long poll, each re-used across requests (one TLS handshake each, not one per request)."""
     context = ssl.create_default_context(cafile=str(data_dir / CA_FILE))
     context.load_cert_chain(str(data_dir / CERT_FILE), str(data_dir / KEY_FILE))
-    return httpx.Client(base_url=base_url, verify=context, timeout=60)
+    limits = httpx.Limits(max_connections=4, keepalive_expiry=KEEPALIVE_SECONDS)
+    return httpx.Client(base_url=base_url, verify=context, timeout=60, limits=limits)
 
 
 class Agent:

@@ -7,11 +7,11 @@ is accepted only with the task's own credential, which ends with the task.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 import stella
 from stella.adapters.metrics import DEPLOYMENTS
-from stella.adapters.pki import CA_CERT_FILE, CertificateRejected
+from stella.adapters.pki import CA_CERT_FILE, AgentCA, CertificateRejected, ClientIdentity
 from stella.api.mtls import mtls_server_config, peer_certificate
 from stella.api.problems import install_problem_handlers
 from stella.bootstrap import Container
@@ -33,7 +33,10 @@ from stella.services.specs import Spec
 
 AGENT_PREFIX = "/agent/v1"
 MAX_WAIT_SECONDS = 30.0
-POLL_SECONDS = 0.25
+# A waiting long poll is woken when a job becomes pending in its environment (deployments.
+# JOB_EVENTS: this process, and other processes through PostgreSQL NOTIFY); it still looks at
+# the database this often in case a wake-up never comes (other processes on SQLite).
+POLL_SECONDS = 1.0
 
 
 class HeartbeatSpec(Spec):
@@ -76,21 +79,57 @@ class ResultSpec(Spec):
     timings: dict[str, float] = Field(default_factory=dict)
 
 
-def current_agent(request: Request) -> Agent:
-    """The agent behind the verified client certificate; revoked or replaced ones fail."""
-    container: Container = request.app.state.container
+IDENTITY_CACHE_SIZE = 20_000  # about one entry per connected agent, < 1 KiB each
+
+
+def certificate_identity(request: Request) -> ClientIdentity:
+    """Agent id and serial named by the connection's verified client certificate.
+
+    What a certificate names never changes, so the parse and the signature check are cached
+    by its DER bytes; whether that agent may still act is checked on every request."""
     der = peer_certificate(request)
     if der is None:
         msg = "a client certificate is required"
         raise Unauthenticated(msg)
+    identities: _IdentityCache = request.app.state.identities
     try:
-        identity = container.agent_ca.identity(der)
+        return identities.get(der)
     except CertificateRejected as exc:
         raise Unauthenticated(str(exc)) from None
+
+
+def current_agent(request: Request) -> Agent:
+    """The agent behind the verified client certificate; revoked or replaced ones fail."""
+    container: Container = request.app.state.container
+    identity = certificate_identity(request)
     return agents.authenticate(container.read_uow, identity.agent_id, identity.serial)
 
 
+class _IdentityCache:
+    """`AgentCA.identity` by DER bytes (LRU); rejections are not cached."""
+
+    def __init__(self, ca: AgentCA, size: int = IDENTITY_CACHE_SIZE) -> None:
+        self.ca = ca
+        self.size = size
+        self.known: OrderedDict[bytes, ClientIdentity] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, der: bytes) -> ClientIdentity:
+        with self.lock:
+            found = self.known.get(der)
+            if found is not None:
+                self.known.move_to_end(der)
+                return found
+        identity = self.ca.identity(der)
+        with self.lock:
+            self.known[der] = identity
+            while len(self.known) > self.size:
+                self.known.popitem(last=False)
+        return identity
+
+
 AgentDep = Annotated[Agent, Depends(current_agent)]
+IdentityDep = Annotated[ClientIdentity, Depends(certificate_identity)]
 
 
 def create_agent_app(container: Container) -> FastAPI:
@@ -102,20 +141,28 @@ def create_agent_app(container: Container) -> FastAPI:
         openapi_url=None,
     )
     app.state.container = container
+    app.state.identities = _IdentityCache(container.agent_ca)
     install_problem_handlers(app)
 
     @app.post(f"{AGENT_PREFIX}/heartbeat")
-    def heartbeat(agent: AgentDep, spec: HeartbeatSpec) -> HeartbeatOut:
+    def heartbeat(identity: IdentityDep, spec: HeartbeatSpec) -> HeartbeatOut:
+        """Authenticates in the transaction that records the heartbeat (see agents.heartbeat)."""
         inventory = (
             [ObservedContainer.from_json(c) for c in spec.inventory]
             if spec.inventory is not None
             else None
         )
         updated = agents.heartbeat(
-            container.uow, container.clock, agent, spec.version, spec.health, inventory
+            container.uow,
+            container.clock,
+            identity.agent_id,
+            identity.serial,
+            spec.version,
+            spec.health,
+            inventory,
         )
         return HeartbeatOut(
-            agent_id=str(agent.id),
+            agent_id=str(updated.id),
             state=updated.state,
             heartbeat_seconds=container.agent_settings.heartbeat_seconds,
         )
@@ -143,7 +190,9 @@ def create_agent_app(container: Container) -> FastAPI:
     ) -> TaskOut | Response:
         """Long poll: a task for this agent, or 204 after `wait` seconds without one."""
         deadline = time.monotonic() + wait
+        key = deployments.environment_key(agent.environment_id)
         while True:
+            seen = deployments.JOB_EVENTS.generation(key)  # before looking: no lost wake-up
             token = secrets.token_urlsafe(32)
             claimed = await run_in_threadpool(
                 deployments.claim_for_agent,
@@ -165,9 +214,10 @@ def create_agent_app(container: Container) -> FastAPI:
                     correlation_id=job.correlation_id,
                     trace_context=job.trace_context,
                 )
-            if time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 return Response(status_code=204)
-            await asyncio.sleep(POLL_SECONDS)
+            await deployments.JOB_EVENTS.wait_async(key, seen, min(POLL_SECONDS, remaining))
 
     @app.post(f"{AGENT_PREFIX}/tasks/{{job_id}}/result")
     def report(

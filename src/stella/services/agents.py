@@ -35,13 +35,12 @@ from stella.domain.errors import (
 )
 from stella.domain.ids import new_id
 from stella.domain.pagination import Page, PageRequest
-from stella.domain.targets import Target
 from stella.domain.tenancy import Permission
+from stella.services import deployments
 from stella.services.auth import hash_token
 from stella.services.context import CallContext, record, require
 from stella.services.environments import get_environment
 from stella.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
-from stella.services.targets import environment_targets
 
 JOIN_TOKEN_PREFIX = "stj_"  # noqa: S105 - a recognisable prefix, not a secret
 MAX_TOKEN_TTL = timedelta(days=7)
@@ -257,6 +256,10 @@ def authenticate(uow_factory: UnitOfWorkFactory, agent_id: uuid.UUID, serial: st
     """The agent a verified client certificate belongs to; revoked or replaced ones fail."""
     with uow_factory(read_only=True) as uow:
         agent = uow.agents.by_id(agent_id)
+    return _admitted(agent, serial)
+
+
+def _admitted(agent: Agent | None, serial: str) -> Agent:
     if agent is None:
         msg = "this certificate belongs to no agent"
         raise Unauthenticated(msg)
@@ -272,16 +275,27 @@ def authenticate(uow_factory: UnitOfWorkFactory, agent_id: uuid.UUID, serial: st
 def heartbeat(
     uow_factory: UnitOfWorkFactory,
     clock: Clock,
-    agent: Agent,
+    agent_id: uuid.UUID,
+    serial: str,
     version: str,
     health: dict[str, Any],
     inventory: list[ObservedContainer] | None,
 ) -> Agent:
-    """Record liveness, health and (when sent) the inventory of every target the agent serves."""
+    """Authenticate the certificate's agent and record its liveness, health and (when sent)
+    the inventory of every target it serves, in one transaction.
+
+    The agent row is read (PostgreSQL: locked) in the transaction that writes it, so the
+    per-request check of `authenticate` holds at the moment of the write: a revocation
+    committed a moment earlier is refused, never overwritten with `online`. Only the targets
+    pinned to the agent or to none are read, target health is written only when it changes,
+    and an unchanged inventory only moves `observed_at`.
+    """
     now = clock()
     degraded = health.get("status") in {"degraded", "unhealthy"}
     state = AgentState.DEGRADED if degraded else AgentState.ONLINE
+    target_health = "unhealthy" if degraded else "healthy"
     with uow_factory() as uow:
+        agent = _admitted(uow.agents.by_id(agent_id, lock=True), serial)
         uow.agents.heartbeat(
             agent,
             {
@@ -294,20 +308,23 @@ def heartbeat(
         )
         if agent.state is AgentState.OFFLINE:
             _audit_system(uow, agent, "agent.online", {"after": "offline"}, now)
-        # one read of the environment's targets serves both the health and the inventory
-        targets = environment_targets(uow, agent.tenant_id, agent.environment_id)
-        for target in _servable(targets, agent):
-            uow.targets.set_health(target.id, "unhealthy" if degraded else "healthy", now)
+        candidates = uow.agents.candidate_targets(agent)
+        for target_id, _, _, current in _servable(candidates, agent):
+            if current != target_health:
+                uow.targets.set_health(target_id, target_health, now)
         if inventory is not None:
-            for target_id in _served(uow, targets, agent):
-                uow.observations.record(
-                    agent.tenant_id, target_id, f"agent:{agent.name}", inventory, now
-                )
+            uow.observations.report(
+                agent.tenant_id, _served(uow, candidates, agent), f"agent:{agent.name}",
+                inventory, now,
+            )  # fmt: skip
         uow.commit()
     return replace(agent, state=state, last_heartbeat=now, version=version, health=health)
 
 
-def _servable(targets: list[Target], agent: Agent) -> list[Target]:
+Candidate = tuple[uuid.UUID, str, uuid.UUID | None, str]  # id, type, pinned agent, health
+
+
+def _servable(targets: list[Candidate], agent: Agent) -> list[Candidate]:
     """Targets this agent could deploy to: pinned to it, or unpinned with a capability it has.
 
     Their health follows the agent's: a target is as healthy as the engine the agent sees.
@@ -315,21 +332,17 @@ def _servable(targets: list[Target], agent: Agent) -> list[Target]:
     return [
         t
         for t in targets
-        if t.agent_id == agent.id
-        or (t.agent_id is None and CAPABILITY_FOR_TARGET.get(str(t.type)) in agent.capabilities)
+        if t[2] == agent.id
+        or (t[2] is None and CAPABILITY_FOR_TARGET.get(t[1]) in agent.capabilities)
     ]
 
 
-def _served(uow: UnitOfWork, targets: list[Target], agent: Agent) -> list[uuid.UUID]:
+def _served(uow: UnitOfWork, targets: list[Candidate], agent: Agent) -> list[uuid.UUID]:
     """Targets pinned to the agent, plus unpinned ones it deployed last (their inventory)."""
-    served = []
-    for target in targets:
-        if target.agent_id == agent.id:
-            served.append(target.id)
-        elif target.agent_id is None and str(target.type) in {"docker_host", "compose_host"}:
-            last = uow.jobs.last_succeeded(target.id)
-            if last is not None and last.agent_id == agent.id:
-                served.append(target.id)
+    served = [t[0] for t in targets if t[2] == agent.id]
+    unpinned = [t[0] for t in targets if t[2] is None and t[1] in {"docker_host", "compose_host"}]
+    last = uow.jobs.last_succeeded_agents(unpinned)
+    served += [target_id for target_id in unpinned if last.get(target_id) == agent.id]
     return served
 
 
@@ -362,10 +375,13 @@ def revoke(uow_factory: UnitOfWorkFactory, ctx: CallContext, ref: str) -> Agent:
         if agent.state is AgentState.REVOKED:
             return agent
         uow.agents.set_state(agent.id, AgentState.REVOKED, now)
+        keys: set[str] = set()
         for job in uow.jobs.running_on(agent.id):
-            _release_job(uow, job, agent, "was revoked", now)
+            keys.add(_release_job(uow, job, agent, "was revoked", now))
         record(uow, ctx, "agent.revoked", "agent", agent.id, {"name": agent.name})
+        deployments.announce(uow, keys)
         uow.commit()
+    deployments.JOB_EVENTS.notify(*keys)
     return replace(agent, state=AgentState.REVOKED)
 
 
@@ -386,6 +402,7 @@ def sweep(
     if watching_since is not None and now - watching_since < settings.offline_after:
         return 0
     changed = 0
+    keys: set[str] = set()
     with uow_factory() as uow:
         for agent in uow.agents.silent_since(now - settings.offline_after):
             uow.agents.set_state(agent.id, AgentState.OFFLINE, now)
@@ -401,14 +418,16 @@ def sweep(
                 now,
             )
             for job in uow.jobs.running_on(agent.id):
-                _release_job(uow, job, agent, "went offline", now)
+                keys.add(_release_job(uow, job, agent, "went offline", now))
             changed += 1
-        changed += _fail_unservable(uow, now - settings.offline_after, now)
+        changed += _fail_unservable(uow, now - settings.offline_after, now, keys)
+        deployments.announce(uow, keys)
         uow.commit()
+    deployments.JOB_EVENTS.notify(*keys)
     return changed
 
 
-def _fail_unservable(uow: UnitOfWork, before: datetime, now: datetime) -> int:
+def _fail_unservable(uow: UnitOfWork, before: datetime, now: datetime, keys: set[str]) -> int:
     """Jobs waiting longer than the offline threshold with no agent able to take them fail,
     rather than sit until their step times out."""
     failed = 0
@@ -431,14 +450,16 @@ def _fail_unservable(uow: UnitOfWork, before: datetime, now: datetime) -> int:
             updated_at=now,
             log=_append(job.log, f"{now.isoformat()} {error}"),
         )
+        keys.add(deployments.batch_key(job.batch))
         failed += 1
     return failed
 
 
 def _release_job(
     uow: UnitOfWork, job: DeploymentJob, agent: Agent, what: str, now: datetime
-) -> None:
-    """Hand a running job of a lost agent to another agent, or fail it with the reason."""
+) -> str:
+    """Hand a running job of a lost agent to another agent, or fail it with the reason;
+    returns whom to wake (agents of the environment, or the batch's deploy step)."""
     others = [
         a
         for a in uow.agents.online_with(job.tenant_id, job.environment_id, job.capability)
@@ -464,7 +485,7 @@ def _release_job(
             updated_at=now,
             log=_append(job.log, f"{now.isoformat()} {note}; reassigning"),
         )
-        return
+        return deployments.environment_key(job.environment_id)
     uow.jobs.set(
         job.id,
         state=JobState.FAILED,
@@ -474,6 +495,7 @@ def _release_job(
         updated_at=now,
         log=_append(job.log, f"{now.isoformat()} {error}"),
     )
+    return deployments.batch_key(job.batch)
 
 
 def _append(log: str, line: str) -> str:

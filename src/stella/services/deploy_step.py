@@ -26,17 +26,23 @@ from stella.domain.errors import NotFound
 from stella.domain.releases import Release
 from stella.domain.targets import Target
 from stella.services.deployments import (
+    JOB_EVENTS,
     BatchStatus,
     DeploymentServices,
     advance_batch,
+    batch_key,
     cancel_batch,
     create_batch,
+    environment_key,
     run_agentless,
 )
 from stella.services.steps import StepCharacteristics, StepContext, StepResult
 from stella.services.targets import environment_targets
 
-POLL_SECONDS = 0.2
+# The step is woken when a job of its batch ends (deployments.JOB_EVENTS: this process, and
+# other processes through PostgreSQL NOTIFY); it still looks this often in case a wake-up never
+# comes (agents reporting to another process on SQLite).
+POLL_SECONDS = 1.0
 
 
 class DeployConfig(BaseModel):
@@ -94,6 +100,7 @@ class DeployStep:
                     uow, batch, release, environment, promotion_id, context, kind=kind
                 )
                 uow.commit()
+                JOB_EVENTS.notify(environment_key(environment.id))  # waiting agents
         if not jobs:
             return StepResult(
                 "succeeded",
@@ -204,10 +211,16 @@ class DeployStep:
     def _wait(
         self, batch: str, environment: Environment, context: StepContext
     ) -> BatchStatus | None:
+        key = batch_key(batch)
+        with self.services.uow(read_only=True) as uow:
+            uow.jobs.listen(JOB_EVENTS)  # PostgreSQL: hear results reported to other processes
         while True:
+            seen = JOB_EVENTS.generation(key)  # before looking: a result after it wakes us
             with self.services.uow() as uow:
                 status = advance_batch(uow, batch, environment.deployment, self.services.clock())
                 uow.commit()
+            if status.released:
+                JOB_EVENTS.notify(environment_key(environment.id))
             if status.done:
                 return status
             if context.cancelled.is_set() and not self._run_cancelled(context):
@@ -229,7 +242,7 @@ class DeployStep:
             if any(j.executor == "worker" and j.state is JobState.PENDING for j in status.jobs):
                 run_agentless(self.services, batch, context.cancelled)
                 continue
-            context.cancelled.wait(POLL_SECONDS)
+            JOB_EVENTS.wait(key, seen, POLL_SECONDS, also=context.cancelled)
 
     def _run_cancelled(self, context: StepContext) -> bool:
         """Whether someone cancelled the run (rather than this worker losing its lease)."""
@@ -277,6 +290,7 @@ class DeployStep:
                     JobKind.ROLLBACK,
                 )
             uow.commit()
+        JOB_EVENTS.notify(environment_key(environment.id))
         status = self._wait(
             batch,
             replace(

@@ -9,6 +9,7 @@ The batch releases at most `parallelism` jobs at a time and stops releasing more
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -78,6 +79,118 @@ def sha256(text: str) -> str:
 
 def canonical(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# --- wake-ups ----------------------------------------------------------------------------
+
+
+class JobEvents:
+    """Process-wide wake-ups about deployment jobs, so that waiters need not sleep a fixed
+    interval: agents' long polls wait on `environment_key` (a job became pending there), deploy
+    steps on `batch_key` (a job of the batch ended).
+
+    A notification is a hint, never a message: waiters always re-read the database and still
+    poll at a fallback interval, so a lost notification (another process on SQLite, a dropped
+    LISTEN connection) only costs latency. Senders call `announce` inside the transaction
+    (PostgreSQL delivers its NOTIFY to every listening process on commit) and `notify` after
+    the commit (this process's waiters, with or without PostgreSQL).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._generations: dict[str, int] = {}
+        self._waiters: dict[str, set[Callable[[], None]]] = {}
+        self.listening: set[str] = set()  # database URLs a LISTEN thread serves (adapters)
+
+    def generation(self, key: str) -> int:
+        """Take this before looking at the database, then wait for a later one."""
+        with self._lock:
+            return self._generations.get(key, 0)
+
+    def notify(self, *keys: str) -> None:
+        with self._lock:
+            woken: list[Callable[[], None]] = []
+            for key in keys:
+                self._generations[key] = self._generations.get(key, 0) + 1
+                woken.extend(self._waiters.pop(key, ()))
+        for wake in woken:
+            wake()
+
+    def _register(self, key: str, seen: int, wake: Callable[[], None]) -> bool:
+        """False when `key` moved past `seen` already (no need to wait)."""
+        with self._lock:
+            if self._generations.get(key, 0) != seen:
+                return False
+            self._waiters.setdefault(key, set()).add(wake)
+            return True
+
+    def _unregister(self, key: str, wake: Callable[[], None]) -> None:
+        with self._lock:
+            waiting = self._waiters.get(key)
+            if waiting is not None:
+                waiting.discard(wake)
+                if not waiting:
+                    del self._waiters[key]
+
+    def wait(
+        self, key: str, seen: int, timeout: float, also: threading.Event | None = None
+    ) -> bool:
+        """Block until `key` moves past generation `seen`, `also` is set, or `timeout`.
+        True when woken by a notification."""
+        woken = threading.Event()
+        if not self._register(key, seen, woken.set):
+            return True
+        try:
+            if also is None:
+                woken.wait(timeout)
+            else:  # threading cannot wait for two events: look at `also` every 50 ms
+                deadline = time.monotonic() + timeout
+                while not (woken.is_set() or also.is_set()):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    woken.wait(min(0.05, remaining))
+        finally:
+            self._unregister(key, woken.set)
+        return woken.is_set()
+
+    async def wait_async(self, key: str, seen: int, seconds: float) -> bool:
+        """`wait` for a coroutine (the agent listener's long polls): no thread is held."""
+        loop = asyncio.get_running_loop()
+        event = asyncio.Event()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(event.set)
+
+        if not self._register(key, seen, wake):
+            return True
+        try:
+            await asyncio.wait_for(event.wait(), seconds)
+        except TimeoutError:
+            return False
+        finally:
+            self._unregister(key, wake)
+        return True
+
+
+JOB_EVENTS = JobEvents()
+
+
+def environment_key(environment_id: uuid.UUID) -> str:
+    """Notified when an agent job may have become claimable in the environment."""
+    return f"env:{environment_id}"
+
+
+def batch_key(batch: str) -> str:
+    """Notified when a job of the batch ended."""
+    return f"batch:{batch}"
+
+
+def announce(uow: UnitOfWork, keys: set[str]) -> None:
+    """Tell other processes, on commit (PostgreSQL NOTIFY; nothing on SQLite). Call `JOB_EVENTS.
+    notify(*keys)` after the commit for this process."""
+    if keys:
+        uow.jobs.announce(sorted(keys))
 
 
 # --- rendering ---------------------------------------------------------------------------
@@ -247,6 +360,7 @@ class BatchStatus:
     done: bool
     failed: list[DeploymentJob]
     succeeded: list[DeploymentJob]
+    released: int = 0  # queued jobs this call made pending
 
     @property
     def summary(self) -> str:
@@ -373,6 +487,8 @@ def create_batch(
         )
         uow.jobs.add(job)
         jobs.append(job)
+    if any(j.state is JobState.PENDING and j.executor == "agent" for j in jobs):
+        announce(uow, {environment_key(environment.id)})  # the caller notifies after commit
     return jobs
 
 
@@ -384,6 +500,7 @@ def advance_batch(
     failed = [j for j in jobs if j.state in {JobState.FAILED, JobState.CANCELLED}]
     over = len(failed) > policy.max_failures
     active = sum(1 for j in jobs if j.state in {JobState.PENDING, JobState.RUNNING})
+    released = 0
     for job in jobs:
         if job.state is JobState.QUEUED:
             if over:
@@ -397,6 +514,10 @@ def advance_batch(
             elif active < policy.parallelism:
                 uow.jobs.set(job.id, state=JobState.PENDING, updated_at=now)
                 active += 1
+                released += 1
+    if released:
+        environment_id = jobs[0].environment_id
+        announce(uow, {environment_key(environment_id)})
     jobs = uow.jobs.batch(batch)
     failed = [j for j in jobs if j.state in {JobState.FAILED, JobState.CANCELLED}]
     succeeded = [j for j in jobs if j.state is JobState.SUCCEEDED]
@@ -417,7 +538,7 @@ def advance_batch(
             )
         jobs = uow.jobs.batch(batch)
         failed = [j for j in jobs if j.state in {JobState.FAILED, JobState.CANCELLED}]
-    return BatchStatus(jobs, done, failed, succeeded)
+    return BatchStatus(jobs, done, failed, succeeded, released)
 
 
 def cancel_batch(uow: UnitOfWork, batch: str, reason: str, now: datetime) -> None:
@@ -469,6 +590,7 @@ def claim_for_agent(
 ) -> tuple[DeploymentJob, DeploymentTask] | None:
     """Give the oldest matching pending job to an agent with a credential scoped to it."""
     with uow_factory(read_only=True) as uow:
+        uow.jobs.listen(JOB_EVENTS)  # PostgreSQL: hear other processes' jobs (idempotent)
         # most polls find nothing: look without taking the (SQLite) write lock first
         if uow.jobs.claim_next(tenant_id, environment_id, capabilities, "agent", agent_id) is None:
             return None
@@ -580,7 +702,10 @@ def requeue_overdue_worker_jobs(uow_factory: UnitOfWorkFactory, clock: Clock) ->
                 updated_at=now,
                 log=f"{job.log}\n{now.isoformat()} the executing worker stopped; requeued",
             )
+        keys = {batch_key(job.batch) for job in overdue}
+        announce(uow, keys)
         uow.commit()
+    JOB_EVENTS.notify(*keys)
     return len(overdue)
 
 
@@ -615,11 +740,15 @@ def report_result(
                 updated_at=now,
                 task_token_hash=None,
             )
+            announce(uow, {batch_key(job.batch)})
             uow.commit()
+            JOB_EVENTS.notify(batch_key(job.batch))
             raise Conflict(msg)
         finish_job(uow, job, outcome, now)
+        announce(uow, {batch_key(job.batch)})
         uow.commit()
         done = uow.jobs.by_id(job_id)
+    JOB_EVENTS.notify(batch_key(job.batch))  # the deploy step waiting for the batch
     assert done is not None  # noqa: S101 - it was just updated in the same transaction
     return done
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 import uuid
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, Row, and_, func, or_, select, update
+from sqlalchemy import URL, Connection, Row, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -24,6 +27,46 @@ from stella.domain.deployments import (
 )
 from stella.domain.pagination import Page, PageRequest
 
+NOTIFY_CHANNEL = "stella_deployment_jobs"
+LISTEN_RETRY_SECONDS = 5.0
+_listeners_lock = threading.Lock()
+log = logging.getLogger("stella.deployments")
+
+
+class JobEventSink(Protocol):
+    listening: set[str]
+
+    def notify(self, *keys: str) -> None: ...
+
+
+def start_listener(url: URL, events: JobEventSink) -> None:
+    """One daemon thread per database URL: LISTEN, pass each payload to `events.notify`;
+    reconnect after a failure. While it is down, waiters fall back to polling."""
+    key = url.render_as_string(hide_password=True)
+    with _listeners_lock:
+        if key in events.listening:
+            return
+        events.listening.add(key)
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    thread = threading.Thread(
+        target=_listen_forever, args=(dsn, events), name="deployment-job-listener", daemon=True
+    )
+    thread.start()
+
+
+def _listen_forever(dsn: str, events: JobEventSink) -> None:
+    import psycopg
+
+    while True:
+        try:
+            with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+                conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                for notice in conn.notifies():
+                    events.notify(notice.payload)
+        except Exception as exc:  # noqa: BLE001 - keep listening; polling covers the gap
+            log.warning("deployment job LISTEN failed (%s); retrying", type(exc).__name__)
+        time.sleep(LISTEN_RETRY_SECONDS)
+
 
 class SqlAgentRepository(SqlRepository[Agent]):
     table = t.agents
@@ -38,10 +81,31 @@ class SqlAgentRepository(SqlRepository[Agent]):
         row["state"] = str(entity.state)
         return row
 
-    def by_id(self, agent_id: uuid.UUID) -> Agent | None:
-        """Any tenant's agent: the mTLS listener knows only the certificate's agent id."""
-        row = execute(self._conn, self.table.select().where(self.table.c.id == agent_id)).first()
+    def by_id(self, agent_id: uuid.UUID, lock: bool = False) -> Agent | None:
+        """Any tenant's agent: the mTLS listener knows only the certificate's agent id.
+
+        `lock` (PostgreSQL: FOR UPDATE) holds the row until the transaction ends, so a
+        revocation and a heartbeat of the same agent cannot interleave."""
+        stmt = self.table.select().where(self.table.c.id == agent_id)
+        if lock and self._conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        row = execute(self._conn, stmt).first()
         return self._to_domain(row) if row else None
+
+    def candidate_targets(self, agent: Agent) -> list[tuple[uuid.UUID, str, uuid.UUID | None, str]]:
+        """(id, type, pinned agent, health) of the targets in the agent's environment that are
+        pinned to it or to no agent: the only ones a heartbeat can concern. Columns only, no
+        whole rows: an environment may hold thousands of targets pinned to other agents."""
+        c = t.targets.c
+        stmt = select(c.id, c.type, c.agent_id, c.health).where(
+            c.tenant_id == agent.tenant_id,
+            c.environment_id == agent.environment_id,
+            or_(c.agent_id == agent.id, c.agent_id.is_(None)),
+        )
+        return [
+            (row.id, str(row.type), row.agent_id, str(row.health))
+            for row in execute(self._conn, stmt).all()
+        ]
 
     def page(self, tenant_id: uuid.UUID, page: PageRequest) -> Page[Agent]:
         return self._paged(self.table.select().where(self.table.c.tenant_id == tenant_id), page)
@@ -204,6 +268,43 @@ class SqlDeploymentJobRepository(SqlRepository[DeploymentJob]):
         row = execute(self._conn, stmt).first()
         return self._to_domain(row) if row else None
 
+    def last_succeeded_agents(
+        self, target_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, uuid.UUID | None]:
+        """For each target with a successful job: the agent that ran the newest one."""
+        if not target_ids:
+            return {}
+        c = self.table.c
+        newest = (
+            select(c.agent_id)
+            .where(c.target_id == t.targets.c.id, c.state == JobState.SUCCEEDED.value)
+            .order_by(c.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        stmt = select(t.targets.c.id.label("target_id"), newest.label("agent_id")).where(
+            t.targets.c.id.in_(target_ids)
+        )
+        return {row.target_id: row.agent_id for row in execute(self._conn, stmt).all()}
+
+    def announce(self, keys: list[str]) -> None:
+        """PostgreSQL: NOTIFY listening processes of `keys` when this transaction commits (not
+        at all if it rolls back). SQLite has no such channel: other processes poll."""
+        if self._conn.dialect.name != "postgresql":
+            return
+        for key in keys:
+            execute(
+                self._conn,
+                select(func.pg_notify(NOTIFY_CHANNEL, key)),
+            )
+
+    def listen(self, events: JobEventSink) -> None:
+        """PostgreSQL: make sure this process runs a LISTEN thread passing notifications to
+        `events` (one per database; idempotent, cheap to call on every wait)."""
+        if self._conn.dialect.name != "postgresql":
+            return
+        start_listener(self._conn.engine.url, events)
+
     def running_on(self, agent_id: uuid.UUID) -> list[DeploymentJob]:
         stmt = self.table.select().where(
             self.table.c.agent_id == agent_id, self.table.c.state == JobState.RUNNING.value
@@ -321,6 +422,40 @@ class SqlObservationRepository:
             set_={k: v for k, v in values.items() if k != "target_id"},
         )
         execute(self._conn, stmt)
+
+    def report(
+        self,
+        tenant_id: uuid.UUID,
+        target_ids: list[uuid.UUID],
+        observed_by: str,
+        containers: list[ObservedContainer],
+        now: datetime,
+    ) -> int:
+        """Record one inventory for several targets; where the same observer reported the same
+        containers before, only `observed_at` moves (no rewrite of the document). Returns how
+        many documents were (re)written."""
+        if not target_ids:
+            return 0
+        document = [c.to_json() for c in containers]
+        c = self.table.c
+        stored = execute(
+            self._conn,
+            select(c.target_id, c.observed_by, c.containers).where(c.target_id.in_(target_ids)),
+        ).all()
+        same = {
+            row.target_id
+            for row in stored
+            if row.observed_by == observed_by and row.containers == document
+        }
+        if same:
+            execute(
+                self._conn,
+                update(self.table).where(c.target_id.in_(same)).values(observed_at=now),
+            )
+        changed = [target_id for target_id in target_ids if target_id not in same]
+        for target_id in changed:
+            self.record(tenant_id, target_id, observed_by, containers, now)
+        return len(changed)
 
     def get(self, target_id: uuid.UUID) -> tuple[list[ObservedContainer], datetime, str] | None:
         stmt = self.table.select().where(self.table.c.target_id == target_id)
