@@ -239,7 +239,66 @@ def test_scanner_reports_become_findings(api, registry_url, repository):
     dev = api.post("/promotions", {"release_id": estate.release_id, "target_environment": "dev"})
     assert "1 critical (CVE-2024-0727)" in gate(dev.json(), "security")["reason"]
     attachments = api.get("/attachments", params={"digest": estate.digest}).json()["items"]
-    assert [a["format"] for a in attachments] == ["trivy"]
+    assert [a["format"] for a in attachments] == ["native", "trivy"]  # build_estate's, this one
+
+
+NATIVE_FINDINGS = [
+    {"id": "CVE-2026-0101", "severity": "critical", "reachable": True},
+    {"id": "CVE-2026-0102", "severity": "medium", "package": "zlib"},
+    {"id": "CVE-2026-0103", "severity": "high", "suppressed": True},
+]
+
+
+def test_a_native_scan_is_an_attachment_and_its_decisions_evidence(api, registry_url, repository):
+    """The native shorthand (`{"digest", "findings"}`) is stored as the native report
+    `{"findings": [...]}` like any scanner's report: content-addressed, listed, downloadable
+    byte for byte, stored once, and named in the evidence of the decisions that used it."""
+    estate = build_estate(api, registry_url, repository)  # it posts a native scan too
+    response = api.post("/scans", {"digest": estate.digest, "findings": NATIVE_FINDINGS})
+    assert response.status_code == 201, response.text
+    scan = response.json()
+    assert (scan["format"], scan["blocking"]) == ("native", ["CVE-2026-0101"])
+    assert scan["report_digest"].startswith("sha256:")
+
+    listed = api.get("/attachments", params={"digest": estate.digest, "kind": "scan"}).json()
+    used = next(a for a in listed["items"] if a["digest"] == scan["report_digest"])
+    assert (used["format"], used["media_type"]) == (
+        "native",
+        "application/vnd.stella.findings+json",
+    )
+    content = api.get(f"/attachments/{used['id']}/content")
+    assert "sha256:" + hashlib.sha256(content.content).hexdigest() == scan["report_digest"]
+    stored = json.loads(content.content)["findings"]
+    assert [f["id"] for f in stored] == [f["id"] for f in NATIVE_FINDINGS]
+    assert [f["advisory_id"] for f in api.get(f"/scans/{scan['id']}").json()["findings"]] == [
+        "CVE-2026-0101",
+        "CVE-2026-0102",
+    ]  # the scanner's own suppression is left out, as for a native report
+    assert len(listed["items"]) == 2  # build_estate's native scan is an attachment too
+
+    again = api.post("/scans", {"digest": estate.digest, "findings": NATIVE_FINDINGS}).json()
+    assert again["report_digest"] == scan["report_digest"]
+    assert len(api.get("/attachments", params={"digest": estate.digest}).json()["items"]) == 2
+
+    blocked = api.post(
+        "/promotions", {"release_id": estate.release_id, "target_environment": "dev"}
+    )
+    assert "1 critical (CVE-2026-0101)" in gate(blocked.json(), "security")["reason"]
+    clean = api.post("/scans", {"digest": estate.digest, "findings": []}).json()
+    assert api.get(f"/promotions/{blocked.json()['id']}").json()["state"] == "approved"
+    packets = api.get("/evidence", params={"kind": "promotion_decision"}).json()["items"]
+    packet = api.get(f"/evidence/{packets[0]['id']}").json()
+    evidence = packet["statement"]["predicate"]["attachments"]
+    assert {(a["kind"], a["format"]) for a in evidence} == {("scan", "native")}
+    assert {scan["report_digest"], clean["report_digest"]} <= {a["digest"] for a in evidence}
+
+
+def test_a_native_scan_over_the_attachment_limit_is_refused(api, container, monkeypatch):
+    digest = "sha256:" + "d" * 64
+    monkeypatch.setattr(container.settings, "attachment_max_bytes", 100)
+    response = api.post("/scans", {"digest": digest, "findings": NATIVE_FINDINGS})
+    assert response.status_code == 413, response.text
+    assert api.get("/attachments", params={"digest": digest}).json()["items"] == []
 
 
 @pytest.mark.parametrize(

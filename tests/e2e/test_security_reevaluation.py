@@ -1,7 +1,8 @@
 """Re-evaluation and ingestion at scale, on SQLite and PostgreSQL: every open promotion a
 verdict change concerns is gated again (however many), only those into an environment whose
-verdict changed, nothing is recorded when nothing changed, and an upload is parsed once,
-after its size was checked."""
+verdict changed, nothing is recorded when nothing changed, a VEX document re-evaluates exactly
+the images its statements apply to (by digest, by package purl, or anywhere), and an upload is
+parsed once, after its size was checked."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from stella.domain.ids import new_id
 from stella.domain.tenancy import Principal, Role
 from stella.services import security as svc
 from stella.services.context import CallContext
+from tests.support.promotions import build_estate
 from tests.support.security import (
     OPENSSL_CVE,
     REQUESTS_ADVISORY,
@@ -29,6 +31,7 @@ from tests.support.security import (
     openvex,
     sbom,
     upload,
+    vex_on,
 )
 
 WAIVER = {
@@ -124,6 +127,128 @@ def test_a_digest_named_twice_is_recorded_once_per_environment(api, container):
     changes = svc.reevaluate(container.security, tenant_id, [digest, digest], "twice")
     assert sorted(c["environment"] for c in changes) == ["dev", "prod"]  # no scan: unknown
     assert sorted(h["environment"] for h in history(api, digest)) == ["dev", "prod"]
+
+
+# --- a VEX document re-evaluates exactly the images its statements apply to ------------------
+
+
+def new_digest() -> str:
+    return "sha256:" + uuid.uuid4().hex * 2
+
+
+@pytest.fixture
+def reevaluated(monkeypatch) -> list[list[str]]:
+    """The digests each re-evaluation was asked for, while the test runs."""
+    calls: list[list[str]] = []
+    real = svc.reevaluate
+
+    def spy(services, tenant_id, digests, cause):
+        calls.append(sorted(set(digests)))
+        return real(services, tenant_id, digests, cause)
+
+    monkeypatch.setattr(svc, "reevaluate", spy)
+    return calls
+
+
+def vex_changes(api, digest: str) -> set[tuple[str, str]]:
+    return {
+        (h["environment"], h["state"]) for h in history(api, digest) if h["cause"][:4] == "vex "
+    }
+
+
+def test_a_package_purl_statement_reevaluates_every_image_with_that_package(
+    api, registry_url, repository, reevaluated
+):
+    """The statement names requests 2.28.1, not an image: it applies to every image whose
+    requests has the CVE, whichever image the document is attached to, and to no other."""
+    estate = exposed_estate(api, registry_url, repository)
+    blocked = promote(api, estate.release_id, "dev")
+    assert blocked["state"] == "blocked"
+    other, clean, subject = new_digest(), new_digest(), new_digest()
+    assert upload(api, "/sboms", other, sbom(("requests", "2.28.1"))).status_code == 201
+    assert upload(api, "/sboms", clean, sbom(("idna", "3.4"))).status_code == 201
+    reevaluated.clear()
+
+    document = vex_on(REQUESTS_CVE, [{"@id": "pkg:pypi/requests@2.28.1"}])
+    response = upload(api, "/vex", subject, document)
+    assert response.status_code == 201, response.text
+
+    assert reevaluated == [sorted([estate.digest, other])]
+    everywhere = {("dev", "pass"), ("stage", "pass"), ("prod", "pass")}
+    assert vex_changes(api, estate.digest) == everywhere
+    assert vex_changes(api, other) == everywhere
+    assert history(api, subject) == []  # no finding there: nothing to decide
+    assert api.get(f"/promotions/{blocked['id']}").json()["state"] == "approved"
+
+
+@pytest.mark.parametrize(
+    "product",
+    [
+        lambda digest: f"pkg:oci/app@{digest}",
+        lambda digest: f"pkg:oci/app@{digest.replace(':', '%3A')}?repository_url=r.example/app",
+    ],
+    ids=["oci-purl", "oci-purl-encoded"],
+)
+def test_an_oci_purl_statement_reevaluates_the_image_it_names_not_the_one_it_is_attached_to(
+    api, registry_url, repository, reevaluated, product
+):
+    estate = exposed_estate(api, registry_url, repository)
+    other = new_digest()
+    assert upload(api, "/sboms", other, sbom(("requests", "2.28.1"))).status_code == 201
+    before = history(api, other)
+    reevaluated.clear()
+
+    document = vex_on(REQUESTS_CVE, [{"@id": product(estate.digest)}])
+    response = upload(api, "/vex", other, document)  # attached to the other image
+    assert response.status_code == 201, response.text
+
+    assert reevaluated == [[estate.digest]]
+    assert vex_changes(api, estate.digest) == {("dev", "pass"), ("stage", "pass"), ("prod", "pass")}
+    assert history(api, other) == before
+    assert {
+        v["state"] for v in api.get("/verdicts", params={"digest": other}).json()["verdicts"]
+    } == {"fail"}
+
+
+OPENSSL_PURL = "pkg:deb/debian/openssl@3.0.11-1~deb12u2"
+CYCLONEDX_VEX = {  # no metadata.component: the statement is about any image with that openssl
+    "bomFormat": "CycloneDX",
+    "specVersion": "1.5",
+    "version": 1,
+    "components": [{"type": "library", "name": "openssl", "bom-ref": "ssl", "purl": OPENSSL_PURL}],
+    "vulnerabilities": [
+        {
+            "id": OPENSSL_CVE,
+            "analysis": {"state": "not_affected", "justification": "code_not_reachable"},
+            "affects": [{"ref": "ssl"}],
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "document",
+    [vex_on(OPENSSL_CVE, [{"@id": "pkg:deb/debian/openssl"}]), CYCLONEDX_VEX],
+    ids=["openvex-package-product", "cyclonedx-vex-no-product"],
+)
+def test_a_statement_without_an_image_unblocks_a_scanned_image_it_applies_to(
+    api, registry_url, repository, reevaluated, document
+):
+    """An image known only through its scanner's report (no SBOM), waiting in a promotion: a
+    VEX document attached to another image, about openssl wherever it is, unblocks it."""
+    estate = build_estate(api, registry_url, repository)
+    trivy = {"digest": estate.digest, "format": "trivy", "report": openssl_trivy()}
+    assert api.post("/scans", trivy).status_code == 201
+    blocked = promote(api, estate.release_id, "dev")
+    assert blocked["state"] == "blocked"
+    reevaluated.clear()
+
+    response = upload(api, "/vex", new_digest(), document)
+    assert response.status_code == 201, response.text
+
+    assert reevaluated == [[estate.digest]]
+    assert ("dev", "pass") in vex_changes(api, estate.digest)
+    assert api.get(f"/promotions/{blocked['id']}").json()["state"] == "approved"
 
 
 # --- uploads are parsed once, after the size check -------------------------------------------

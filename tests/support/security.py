@@ -64,6 +64,27 @@ def openvex(digest: str, status: str, timestamp: str, **extra) -> dict:
     }
 
 
+def vex_on(
+    vulnerability: str, products: list[dict], status: str = "not_affected", **extra: Any
+) -> dict:
+    """An OpenVEX document with one statement on `vulnerability` in `products` (OpenVEX product
+    objects: an image by `pkg:oci/…` purl or digest, or a package purl); `not_affected` by
+    default, with a justification."""
+    if status == "not_affected":
+        extra.setdefault("justification", "vulnerable_code_not_in_execute_path")
+    return {
+        "@context": "https://openvex.dev/ns/v0.2.0",
+        "@id": f"https://vex.example.com/{vulnerability}/{json.dumps(products, sort_keys=True)}",
+        "author": "Security Team",
+        "timestamp": "2026-11-20T00:00:00Z",
+        "version": 1,
+        "statements": [
+            {"vulnerability": {"name": vulnerability}, "products": products, "status": status}
+            | extra
+        ],
+    }
+
+
 def openssl_trivy(**vulnerability: Any) -> dict:
     """A Trivy report with one critical finding, OPENSSL_CVE in openssl (fixed in 3.0.13);
     `vulnerability`: more fields of that finding."""

@@ -207,6 +207,14 @@ def _specificity(statement: VexStatement, digest: str, finding: Finding) -> int 
     return score
 
 
+def vex_applies(statement: VexStatement, digest: str, finding: Finding) -> bool:
+    """Whether `statement` speaks about `finding` in the image `digest` (whether or not a more
+    specific or newer statement outranks it): they share an id, its products name the image's
+    digest or the finding's package purl (or it names none), and its subcomponents name the
+    package (or it names none)."""
+    return _specificity(statement, digest, finding) is not None
+
+
 def applicable_vex(
     statements: list[VexStatement], digest: str, finding: Finding
 ) -> VexStatement | None:

@@ -28,6 +28,7 @@ from stella.domain.security import (
     Finding,
     VexStatement,
     evaluate_verdict,
+    vex_applies,
 )
 from stella.domain.tenancy import Permission, Principal, Role
 from stella.services.context import CallContext, record, require
@@ -181,13 +182,59 @@ def ingest_attachment(
             return []
         statements = services.parsers.vex_statements(fmt, document, attachment["digest"])
         uow.vex.add(tenant_id, attachment["digest"], statements, services.clock())
-        named = {p for s in statements for p in s.products if p.startswith("sha256:")}
-        return (
-            sorted(named | {subject})
-            if not any(not s.products for s in statements)
-            else (sorted(set(uow.sboms.digests(tenant_id)) | named | {subject}))
-        )
+        return vex_reach(uow, tenant_id, statements, subject)
     return []
+
+
+def _names_images_only(statement: VexStatement) -> bool:
+    return bool(statement.products) and all(p.startswith("sha256:") for p in statement.products)
+
+
+def vex_reach(
+    uow: UnitOfWork, tenant_id: uuid.UUID, statements: list[VexStatement], subject: str
+) -> list[str]:
+    """The images whose verdicts `statements` can change: those with a finding one of them
+    applies to (`vex_applies`: a shared id; a product naming the image's digest, or a purl of
+    the finding's package, or no product; a subcomponent naming the package, or none).
+
+    A statement whose products are all image digests can only apply to those images. One
+    that names a package purl, or no product, applies wherever that package (any package) has
+    the finding, whichever image the document was attached to: its candidates are every image
+    with an SBOM and every image of a release with an open promotion, besides the document's
+    subject and the digests it names. Only candidates with such a finding are returned."""
+    if not statements:
+        return []
+    candidates = {subject} | {p for s in statements for p in s.products if p.startswith("sha256:")}
+    if not all(_names_images_only(s) for s in statements):
+        candidates |= set(uow.sboms.digests(tenant_id))
+        candidates |= _open_release_digests(uow, tenant_id)
+    findings = findings_for(uow, tenant_id, sorted(candidates))
+    return sorted(
+        digest
+        for digest, found in findings.items()
+        if any(vex_applies(s, digest, f) for f in found for s in statements)
+    )
+
+
+def _open_release_digests(uow: UnitOfWork, tenant_id: uuid.UUID) -> set[str]:
+    """The image digests of the releases that have a promotion waiting for a decision."""
+    release_ids: set[uuid.UUID] = set()
+    for state in OPEN_STATES:
+        request: PageRequest | None = PageRequest(limit=PROMOTION_PAGE)
+        while request is not None:
+            page = uow.promotions.page(tenant_id, request, None, state, None)
+            release_ids |= {p.release_id for p in page.items}
+            request = (
+                PageRequest.from_query(page.next_cursor, PROMOTION_PAGE)
+                if page.next_cursor
+                else None
+            )
+    digests: set[str] = set()
+    for release_id in sorted(release_ids, key=str):
+        release = uow.releases.get(tenant_id, str(release_id))
+        if release is not None:
+            digests |= {c.digest for c in release.components}
+    return digests
 
 
 @dataclass

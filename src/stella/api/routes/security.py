@@ -18,7 +18,6 @@ from stella.domain.attachment_formats import DocumentRejected
 from stella.domain.durations import parse_duration
 from stella.domain.errors import NotFound, PayloadTooLarge, ValidationFailed
 from stella.domain.tenancy import Permission
-from stella.services import policies as policy_svc
 from stella.services import security as svc
 from stella.services.context import require
 from stella.services.specs import ScanSpec
@@ -42,18 +41,17 @@ def _scan_out(values: dict[str, Any]) -> dict[str, Any]:
 @router.post("/scans", status_code=201, tags=["security"])
 def upload_scan(container: ContainerDep, ctx: Ctx, spec: ScanSpec) -> dict[str, Any]:
     """A scan of one image digest: the native `findings`, or a scanner's `report` (Trivy,
-    Grype, SARIF 2.1, CycloneDX with vulnerabilities, native). The report is kept as evidence,
-    normalised to findings, and the digest's verdicts are recomputed."""
-    if spec.report is None:
+    Grype, SARIF 2.1, CycloneDX with vulnerabilities, native). The report (for the native
+    shorthand, `{"findings": [...]}`) is kept as evidence, normalised to findings, and the
+    digest's verdicts are recomputed."""
+    report = spec.report
+    if report is None:
         if spec.format != "native":
             raise ValidationFailed.single("report", f"a {spec.format} scan needs its `report`")
-        values = policy_svc.record_scan(container.uow, ctx, spec)
-        svc.reevaluate(
-            container.security, ctx.principal.tenant_id, [spec.digest], f"scan {values['id']}"
-        )
-        return _scan_out(values)
+        # the shorthand is the native report's findings: stored as that report, like any other
+        report = {"findings": [f.model_dump(exclude_none=True) for f in spec.findings]}
     try:  # the report, parsed with the request, is not parsed again: NaN is refused here
-        content = json.dumps(spec.report, ensure_ascii=False, allow_nan=False).encode()
+        content = json.dumps(report, ensure_ascii=False, allow_nan=False).encode()
     except ValueError as exc:
         raise ValidationFailed.single("report", f"not JSON: {exc}") from None
     try:
@@ -63,7 +61,7 @@ def upload_scan(container: ContainerDep, ctx: Ctx, spec: ScanSpec) -> dict[str, 
             spec.digest,
             spec.format,
             content,
-            spec.report,
+            report,
             container.settings.attachment_max_bytes,
         )
     except DocumentRejected as exc:
