@@ -93,6 +93,18 @@ def test_patch_changes_mutable_fields_and_is_audited(api):
     assert events[0]["details"]["changed"] == ["state", "approval_policy"]
 
 
+def test_a_patch_setting_a_required_field_to_null_is_422_naming_it(api):
+    """Found by the fuzz run: a null merged into the environment's spec was a 500."""
+    api.post("/environments", {"name": "Stage", "slug": "stage", "promotion_order": 2})
+    response = api.patch("/environments/stage", {"approval_policy": None, "is_production": None})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [
+        {"field": "is_production", "message": "may not be null"},
+        {"field": "approval_policy", "message": "may not be null"},
+    ]
+    assert api.get("/environments/stage").json()["is_production"] is False
+
+
 def test_slug_cannot_be_patched(api):
     api.post("/environments", {"name": "Stage", "slug": "stage", "promotion_order": 2})
     response = api.patch("/environments/stage", {"slug": "other"})

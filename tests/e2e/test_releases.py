@@ -297,6 +297,10 @@ def test_a_method_no_route_answers_is_405_with_every_allowed_method(api):
         ("OPTIONS", "/api/v1/releases/abc", "DELETE, GET, PATCH, PUT"),
         ("TRACE", "/healthz", "GET"),
         ("PUT", "/login", "GET, POST"),
+        # a concrete path is its own resource (as in OpenAPI), not an id of `/agents/{ref}`
+        ("OPTIONS", "/api/v1/agents/enroll", "POST"),
+        ("PUT", "/api/v1/advisories/import", "POST"),
+        ("OPTIONS", "/api/v1/agents/abc", "GET"),
     ):
         response = api.http.request(method, path, headers=api.headers)
         assert response.status_code == 405, (method, path)

@@ -237,3 +237,22 @@ def test_file_secret_references_read_the_first_line_inside_the_secret_folder(mon
     monkeypatch.setenv("STELLA_SECRET_DIRS", str(tmp_path))
     assert resolve_secret(f"file:{tmp_path}/registry") == "user:s3cret"
     assert resolve_secret(f"file:{tmp_path}/../{tmp_path.name}/registry") == "user:s3cret"
+
+
+def test_a_patch_setting_a_required_field_to_null_is_422_naming_it(api, dev):
+    """Found by the fuzz run: a null merged into the resource's spec was a 500."""
+    api.post("/targets", {"name": "web-1", "environment": "dev", "type": "ssh_remote"})
+    api.post("/components", {"name": "api", "repository": "127.0.0.1:5000/app/api"})
+    api.post("/integrations", {"type": "registry", "name": "local", "url": "http://127.0.0.1:5000"})
+    for path, body, fields in (
+        ("/targets/web-1", {"environment": None, "state": None}, ["environment", "state"]),
+        ("/components/api", {"repository": None, "runtime": None}, ["repository", "runtime"]),
+        ("/integrations/local", {"config": None}, ["config"]),
+    ):
+        response = api.patch(path, body)
+        assert response.status_code == 422, (path, response.text)
+        assert response.json()["errors"] == [
+            {"field": field, "message": "may not be null"} for field in fields
+        ]
+    assert api.get("/targets/web-1").json()["state"] == "active"
+    assert api.get("/components/api").json()["repository"] == "127.0.0.1:5000/app/api"

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, compile_path
 
 from stella.domain.errors import FieldError, RateLimited, StellaError
 
@@ -58,7 +58,11 @@ PROBED_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 def allowed_methods(request: Request) -> str:
     """Every method some route answers at this path (RFC 9110 `Allow`), not only the methods
     of the first route that matched the path, as Starlette's own 405 says. Each method is
-    probed through the router's own matching (FastAPI nests included routers)."""
+    probed through the router's own matching (FastAPI nests included routers).
+
+    Where the OpenAPI document describes the path, only the methods of its most specific
+    template count, as OpenAPI matches concrete paths before templated ones: `/agents/enroll`
+    is POST only, although a GET there reaches `/agents/{ref}` (and finds no such agent)."""
     routes = request.app.router.routes
     allowed = [
         method
@@ -67,7 +71,21 @@ def allowed_methods(request: Request) -> str:
             route.matches(dict(request.scope, method=method))[0] is Match.FULL for route in routes
         )
     ]
+    documented = _documented_methods(request)
+    if documented is not None:
+        allowed = [method for method in allowed if method in documented]
     return ", ".join(allowed)
+
+
+def _documented_methods(request: Request) -> set[str] | None:
+    """The methods of the most specific document path matching the request, if one does."""
+    paths: dict[str, dict[str, Any]] = request.app.openapi().get("paths", {})
+    best: tuple[int, dict[str, Any]] | None = None
+    for template, item in paths.items():
+        regex, _format, convertors = compile_path(template)
+        if regex.match(request.scope["path"]) and (best is None or len(convertors) < best[0]):
+            best = (len(convertors), item)
+    return None if best is None else {method.upper() for method in best[1]}
 
 
 async def _stella_error(request: Request, exc: Exception) -> JSONResponse:

@@ -14,7 +14,7 @@ from stella.domain.tenancy import Permission
 from stella.services.changes import changed_fields
 from stella.services.context import CallContext, record, require
 from stella.services.ports import UnitOfWork, UnitOfWorkFactory
-from stella.services.specs import ComponentPatch, ComponentSpec
+from stella.services.specs import ComponentPatch, ComponentSpec, patched
 
 
 def build_component(
@@ -76,7 +76,7 @@ def update_component(
         current = get_component(uow, ctx.principal.tenant_id, ref)
         data = spec_of(current).model_dump() | patch.model_dump(exclude_unset=True)
         updated = build_component(
-            ComponentSpec.model_validate(data), current.tenant_id, ctx.clock(), current
+            patched(ComponentSpec, data), current.tenant_id, ctx.clock(), current
         )
         changes = changed_fields(current, updated)
         if not changes:

@@ -24,7 +24,7 @@ from stella.domain.tenancy import Permission
 from stella.services.changes import changed_fields
 from stella.services.context import CallContext, record, require
 from stella.services.ports import UnitOfWork, UnitOfWorkFactory
-from stella.services.specs import EnvironmentPatch, EnvironmentSpec
+from stella.services.specs import EnvironmentPatch, EnvironmentSpec, patched
 
 
 def build_environment(
@@ -138,7 +138,7 @@ def update_environment(
                 exclude_unset=True
             )
         data = base | changes_in
-        spec = EnvironmentSpec.model_validate(data)
+        spec = patched(EnvironmentSpec, data)
         updated = build_environment(spec, current.tenant_id, ctx.clock(), current)
         changes = changed_fields(current, updated)
         if not changes:

@@ -17,7 +17,7 @@ from stella.domain.tenancy import Permission
 from stella.services.changes import changed_fields
 from stella.services.context import CallContext, record, require
 from stella.services.ports import RegistryConnectorFactory, UnitOfWork, UnitOfWorkFactory
-from stella.services.specs import IntegrationPatch, IntegrationSpec
+from stella.services.specs import IntegrationPatch, IntegrationSpec, patched
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +115,7 @@ def update_integration(
         current = get_integration(uow, ctx.principal.tenant_id, ref)
         data = spec_of(current).model_dump() | patch.model_dump(exclude_unset=True)
         updated = build_integration(
-            IntegrationSpec.model_validate(data),
+            patched(IntegrationSpec, data),
             current.tenant_id,
             ctx.clock(),
             current,

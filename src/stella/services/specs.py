@@ -5,15 +5,18 @@ Unknown fields are rejected everywhere (`extra="forbid"`) so a typo never silent
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from stella.domain.environments import EnvironmentState, GateName
+from stella.domain.errors import FieldError, ValidationFailed
 from stella.domain.integrations import IntegrationType
 from stella.domain.releases import ReleaseState
 from stella.domain.targets import HealthStatus, TargetState, TargetType
 from stella.domain.tenancy import Role
+
+S = TypeVar("S", bound=BaseModel)
 
 NAME = Field(min_length=1, max_length=128, pattern=r"^[^\s/][^/]*$")
 
@@ -270,3 +273,21 @@ class ScanSpec(Spec):
         default=None,
         description="trivy, grype, sarif, cyclonedx (or native): the report as the tool wrote it",
     )
+
+
+def patched(model: type[S], data: dict[str, Any]) -> S:
+    """`model` of a resource's current spec with a PATCH merged in. A field the PATCH sets to
+    null, or to a value only the whole spec refuses, is a 422 naming the field (not a 500)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            FieldError(
+                ".".join(str(p) for p in e["loc"]) or "body",
+                "may not be null"
+                if e.get("input", "") is None
+                else str(e["msg"]).removeprefix("Value error, "),
+            )
+            for e in exc.errors()
+        ]
+        raise ValidationFailed.of(errors) from None

@@ -15,7 +15,7 @@ from stella.services.changes import changed_fields
 from stella.services.context import CallContext, record, require
 from stella.services.environments import get_environment
 from stella.services.ports import UnitOfWork, UnitOfWorkFactory
-from stella.services.specs import TargetPatch, TargetSpec
+from stella.services.specs import TargetPatch, TargetSpec, patched
 
 
 def build_target(
@@ -96,7 +96,7 @@ def update_target(
         current = get_target(uow, ctx.principal.tenant_id, ref)
         fields = patch.model_dump(exclude_unset=True)
         health = fields.pop("health", None)
-        spec = TargetSpec.model_validate(spec_of(uow, current).model_dump() | fields)
+        spec = patched(TargetSpec, spec_of(uow, current).model_dump() | fields)
         updated = build_target(uow, spec, current.tenant_id, ctx.clock(), current)
         if health is not None:
             updated = replace(updated, health=HealthStatus(health))
