@@ -86,6 +86,24 @@ def flash_error(html: str) -> str:
     return unescape(found.group(1)) if found else ""
 
 
+def flash_notice(html: str) -> str:
+    found = re.search(r'<p class="flash ok" role="status">(.*?)</p>', html, re.S)
+    return unescape(found.group(1)) if found else ""
+
+
+def test_a_link_cannot_put_a_message_on_a_page(api, client, estate):
+    """Notices travel in a one-time cookie set by the POST, never in the address: a crafted
+    link (`?notice=…`, `?error=…`) shows nothing."""
+    browser = sign_in(client, api.issued.token)
+    page = browser.get(
+        f"/releases/{estate.release_id}",
+        params={"notice": "Approved by the CISO", "error": "Call +1 555 0100 now"},
+    ).text
+    assert "Approved by the CISO" not in page
+    assert "555 0100" not in page
+    assert (flash_notice(page), flash_error(page)) == ("", "")
+
+
 def buttons(html: str) -> list[str]:
     return [b.strip() for b in re.findall(r"<button[^>]*>([^<]*)</button>", html)]
 
@@ -189,7 +207,7 @@ def test_release_page_shows_components_verdicts_and_promotes(api, client, estate
         browser, f"/releases/{estate.release_id}/promote", csrf_of(html), environment="dev"
     )
     assert twice.status_code == 303
-    assert twice.headers["location"].startswith(f"/releases/{estate.release_id}?error=")
+    assert twice.headers["location"] == f"/releases/{estate.release_id}"
     assert "already has promotion" in flash_error(browser.get(twice.headers["location"]).text)
 
     viewer = sign_in(client, api.user_token("viewer"))
@@ -231,7 +249,9 @@ def test_promotion_page_buttons_follow_the_role(api, client, estate):
     admin = sign_in(client, api.issued.token)
     assert {"Approve", "Reject", "Cancel", "Re-evaluate"} <= set(buttons(admin.get(path).text))
     again = post_form(admin, f"{path}/reevaluate", csrf_of(admin.get(path).text))
-    assert "notice=" in again.headers["location"]
+    assert (
+        flash_notice(admin.get(again.headers["location"]).text) == "The gates were evaluated again."
+    )
 
 
 def test_approval_comment_is_escaped_and_recorded(api, client, estate):
@@ -242,8 +262,10 @@ def test_approval_comment_is_escaped_and_recorded(api, client, estate):
     comment = "<script>alert(1)</script>"
     done = post_form(approver, f"{path}/approve", csrf_of(approver.get(path).text), comment=comment)
     assert done.status_code == 303
-    assert "notice=" in done.headers["location"]
+    assert done.headers["location"] == path
     html = approver.get(path).text
+    assert flash_notice(html) != ""
+    assert flash_notice(approver.get(path).text) == "", "a notice is shown once"
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<script>alert(1)" not in html
     promotion = api.get(f"/promotions/{stage['id']}").json()
@@ -270,13 +292,13 @@ def test_self_approval_in_production_is_refused_with_the_reason(api, client, est
     html = admin.get(path).text
     own = post_form(admin, f"{path}/approve", csrf_of(html), comment="mine")
     assert own.status_code == 303
-    assert own.headers["location"].startswith(f"{path}?error=")
+    assert own.headers["location"] == path
     message = flash_error(admin.get(own.headers["location"]).text)
     assert message.startswith("separation of duties")
     assert api.get(f"/promotions/{prod_id}").json()["approvals"] == []
 
     rejected = post_form(admin, f"{path}/reject", csrf_of(html), comment="not today")
-    assert "notice=" in rejected.headers["location"]
+    assert flash_notice(admin.get(rejected.headers["location"]).text) != ""
     assert api.get(f"/promotions/{prod_id}").json()["state"] == "rejected"
     cancelled = post_form(admin, f"{path}/cancel", csrf_of(html))
     assert "cannot become cancelled" in flash_error(admin.get(cancelled.headers["location"]).text)

@@ -7,11 +7,13 @@ confirmations. Nothing is fetched from the internet: the CSS and JS are the proj
 
 from __future__ import annotations
 
+import base64
 import hmac
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -25,6 +27,7 @@ from stella.services.context import CallContext
 from stella.services.web_sessions import SessionExpired, WebSession, resolve
 
 COOKIE = "stella_session"
+FLASH_COOKIE = "stella_flash"  # the one-time message a POST leaves for the page it redirects to
 # the sign-in form's pre-session cookie (double-submit token), sent to /login only
 LOGIN_COOKIE = "stella_login"
 LOGIN_PATH = "/login"
@@ -74,15 +77,32 @@ class WebContext:
 
 
 def render(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
-    query = request.query_params
+    flash = read_flash(request)
     html = templates.get_template(template).render(
         request=request,
         path=request.url.path,
-        notice=query.get("notice"),
-        error=query.get("error"),
+        notice=flash.get("notice"),
+        error=flash.get("error"),
         **values,
     )
-    return HTMLResponse(html, status_code=status)
+    response = HTMLResponse(html, status_code=status)
+    if flash:
+        response.delete_cookie(FLASH_COOKIE, path="/", samesite="strict", httponly=True)
+    return response
+
+
+def read_flash(request: Request) -> dict[str, str]:
+    """The message the previous POST left for this page (shown once); {} when none or garbled."""
+    raw = request.cookies.get(FLASH_COOKIE)
+    if not raw:
+        return {}
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(raw.encode()))
+    except ValueError:
+        return {}
+    if not isinstance(decoded, dict):
+        return {}
+    return {k: v for k, v in decoded.items() if k in {"notice", "error"} and isinstance(v, str)}
 
 
 def get_web_context(request: Request, container: ContainerDep) -> WebContext:
@@ -134,11 +154,24 @@ def secure_cookies(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-def back(path: str, **message: str) -> RedirectResponse:
-    """Redirect after a POST, with a notice or an error shown on the next page."""
-    separator = "&" if "?" in path else "?"
-    query = urlencode({k: v[:300] for k, v in message.items() if v})
-    return RedirectResponse(path + (separator + query if query else ""), status_code=303)
+def back(request: Request, path: str, **message: str) -> RedirectResponse:
+    """Redirect after a POST, with a notice or an error shown once on the next page.
+
+    The message travels in a short-lived cookie, not in the address: a link made by anyone
+    else (`?notice=Your release is approved`) can then never put words in Stella's mouth."""
+    response = RedirectResponse(path, status_code=303)
+    kept = {k: v[:300] for k, v in message.items() if v}
+    if kept:
+        response.set_cookie(
+            FLASH_COOKIE,
+            base64.urlsafe_b64encode(json.dumps(kept).encode()).decode(),
+            max_age=60,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=secure_cookies(request),
+        )
+    return response
 
 
 def login_redirect(request: Request, expired: bool) -> Response:

@@ -121,6 +121,7 @@ async def revoke_agent(request: Request, user: Web, ref: str) -> Response:
     check_csrf(user, await form(request))
     agent = agents_svc.revoke(user.container.uow, user.ctx, ref)
     return back(
+        request,
         "/agents",
         notice=f"Agent {agent.name} is revoked: its certificate no longer works, and its "
         "running jobs go to another agent or fail.",

@@ -99,12 +99,12 @@ async def _act(
     path = f"/promotions/{promotion.id}"
     text = submitted.get("comment", "")
     if len(text) > MAX_COMMENT:
-        return back(path, error=f"the comment is longer than {MAX_COMMENT} characters")
+        return back(request, path, error=f"the comment is longer than {MAX_COMMENT} characters")
     try:
         await run_in_threadpool(action, submitted)
     except REFUSALS as exc:
-        return back(path, error=exc.detail)
-    return back(path, notice=done)
+        return back(request, path, error=exc.detail)
+    return back(request, path, notice=done)
 
 
 @router.post("/promotions/{ref}/approve")

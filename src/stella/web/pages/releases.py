@@ -124,15 +124,16 @@ async def promote(request: Request, user: Web, ref: str) -> Response:
     path = f"/releases/{release.id}"
     target = submitted.get("environment", "").strip()
     if not target:
-        return back(path, error="choose the environment to promote to")
+        return back(request, path, error="choose the environment to promote to")
     spec = PromotionSpec(release_id=str(release.id), target_environment=target)
     try:
         promotion = await run_in_threadpool(
             promotion_svc.request_promotion, user.container.promotions, user.ctx, spec
         )
     except REFUSALS as exc:
-        return back(path, error=exc.detail)
+        return back(request, path, error=exc.detail)
     return back(
+        request,
         f"/promotions/{promotion.id}",
         notice=f"Promotion to {promotion.target_environment} requested: {promotion.state}.",
     )
