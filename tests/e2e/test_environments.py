@@ -266,6 +266,22 @@ def test_environment_with_targets_cannot_be_deleted(api):
     assert "retired" in response.json()["detail"]
 
 
+def test_environment_with_recorded_history_cannot_be_deleted(api):
+    """Security verdicts (computed for every environment when a scan arrives), promotions,
+    deployments and agents name their environment: deleting it would orphan an append-only
+    record, so it is refused with the way out, not a storage error."""
+    api.post("/environments", {"name": "Dev", "slug": "dev", "promotion_order": 1})
+    scan = api.post("/scans", {"digest": "sha256:" + "1" * 64, "findings": []})
+    assert scan.status_code == 201, scan.text
+    response = api.delete("/environments/dev")
+    assert response.status_code == 409, response.text
+    detail = response.json()["detail"]
+    assert "recorded history (security_verdicts)" in detail
+    assert "retired" in detail
+    assert "duplicate" not in detail
+    assert api.get("/environments/dev").status_code == 200
+
+
 @pytest.mark.parametrize(
     ("rrule", "fragment"),
     [

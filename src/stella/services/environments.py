@@ -160,6 +160,13 @@ def delete_environment(uow_factory: UnitOfWorkFactory, ctx: CallContext, ref: st
                 "or set its state to retired"
             )
             raise Conflict(msg)
+        history = uow.environments.history_of(environment)
+        if history:
+            msg = (
+                f"environment '{environment.slug}' has recorded history "
+                f"({', '.join(sorted(history))}) that must stay; set its state to retired instead"
+            )
+            raise Conflict(msg)
         uow.environments.delete(environment)
         record(uow, ctx, "environment.deleted", "environment", environment.id)
         uow.commit()

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, exists, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -236,6 +236,22 @@ class SqlEnvironmentRepository(SqlRepository[Environment]):
     def has_targets(self, environment: Environment) -> bool:
         stmt = select(exists().where(t.targets.c.environment_id == environment.id))
         return bool(execute(self._conn, stmt).scalar())
+
+    def history_of(self, environment: Environment) -> list[str]:
+        """The tables (other than targets) whose records name the environment: promotions,
+        deployments, agents, join tokens, security verdicts … (found from the foreign keys, so
+        a table added later is covered too)."""
+        found = []
+        for table in t.metadata.sorted_tables:
+            if table is t.targets:
+                continue
+            columns = [fk.parent for fk in table.foreign_keys if fk.column is t.environments.c.id]
+            if not columns:
+                continue
+            named = or_(*(column == environment.id for column in columns))
+            if execute(self._conn, select(exists().where(named))).scalar():
+                found.append(table.name)
+        return found
 
 
 class SqlTargetRepository(SqlRepository[Target]):
