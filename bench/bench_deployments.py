@@ -86,6 +86,8 @@ from bench.common import (
     require_loopback,
     write_result,
 )
+from stella.api.agent_app import POLL_SECONDS as AGENT_POLL_SECONDS
+from stella.services.deploy_step import POLL_SECONDS as DEPLOY_STEP_POLL_SECONDS
 
 DATABASES = ("sqlite", "postgresql")
 PARTS = ("overhead", "fanout", "many", "heartbeats")
@@ -130,7 +132,7 @@ HB_DATABASES = ("sqlite", "postgresql")
 HB_LOW_DIVISOR = 30  # the low-rate phase: 1/30 of the agents (and of the rate)
 HB_LOW_SECONDS = 30.0  # measured at the low rate
 HB_SERIAL = 300  # heartbeats one after the other, one agent
-LONG_POLL_DB_POLL = 0.25  # agent_app.POLL_SECONDS: a waiting long poll queries this often
+LONG_POLL_DB_POLL = AGENT_POLL_SECONDS  # a waiting long poll looks this often without a wake-up
 LP_AGENTS = (50, 200)  # waiting agents; the smaller count leaves the server unsaturated
 LP_WAIT = 20  # the agents' long-poll wait (the agent's default)
 LP_WARMUP = 5.0
@@ -1909,8 +1911,11 @@ def main() -> None:
         "base_image": BASE_IMAGE,
         "client_poll_seconds": CLIENT_POLL,
         "agent_constants": {
-            "listener_long_poll_db_poll_seconds": 0.25,
-            "deploy_step_poll_seconds": 0.2,
+            "listener_long_poll_db_poll_seconds": AGENT_POLL_SECONDS,
+            "deploy_step_poll_seconds": DEPLOY_STEP_POLL_SECONDS,
+            # waiters are woken by job events (in-process; PostgreSQL NOTIFY across processes);
+            # the intervals above are the fallback looks
+            "job_wakeups": True,
             "component_health_interval": web_component("web", "x")["runtime"]["healthcheck"][
                 "interval"
             ],

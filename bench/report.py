@@ -648,13 +648,13 @@ BREAKDOWN_LABELS = {
     "request_gates_and_run_start": "`POST /promotions`: gates, workflow run started",
     "worker_claims_deploy_step": "worker claims the deploy step (worker poll)",
     "deploy_step_creates_job": "deploy step renders the task, creates the job",
-    "agent_claims_job": "agent's long poll claims the job (listener polls the database)",
+    "agent_claims_job": "agent's long poll claims the job (woken, or listener polls)",
     "agent_pull": "agent: pull by digest",
     "agent_verify": "agent: verify RepoDigests",
     "agent_start_container": "agent: create and start the container",
     "agent_health": "agent: health check answers",
     "agent_other": "agent: task hand-over and result delivery",
-    "deploy_step_sees_result": "deploy step sees the result (its poll)",
+    "deploy_step_sees_result": "deploy step sees the result (woken, or its poll)",
     "run_finishes": "step result → run finished",
     "promotion_settled": "run finished → promotion `deployed` (worker housekeeping)",
     "client_sees_deployed": "benchmark sees `deployed` (its 20 ms poll)",
@@ -753,12 +753,20 @@ def deployments_section(doc: dict[str, Any]) -> list[str]:
             "",
             "From the records on one machine clock: the promotion's events, the workflow run "
             "and its step, the deployment job (created, claimed, finished) and the agent's "
-            "own phase timings. Fixed intervals in the code: the agent listener checks for a "
-            f"job every {constants.get('listener_long_poll_db_poll_seconds', '?')} s while an "
-            "agent long-polls; the deploy step checks its jobs every "
-            f"{constants.get('deploy_step_poll_seconds', '?')} s; the worker moves a finished "
-            "run's promotion to `deployed` in its housekeeping, every lease / 2 "
-            "(clamped to 0.2-5 s).",
+            "own phase timings. "
+            + (
+                "A long-polling agent is woken when a job becomes pending in its environment, "
+                "the deploy step when one of its jobs ends (in-process events; PostgreSQL "
+                "NOTIFY across processes); without a wake-up the listener looks for a job every "
+                f"{constants.get('listener_long_poll_db_poll_seconds', '?')} s and the deploy "
+                f"step at its jobs every {constants.get('deploy_step_poll_seconds', '?')} s. "
+                if constants.get("job_wakeups")
+                else "Fixed intervals in the code: the agent listener checks for a job every "
+                f"{constants.get('listener_long_poll_db_poll_seconds', '?')} s while an agent "
+                "long-polls; the deploy step checks its jobs every "
+                f"{constants.get('deploy_step_poll_seconds', '?')} s; "
+            )
+            + "The worker moves a finished run's promotion to `deployed` on its next poll.",
             "",
             "| Segment | "
             + " | ".join(f"{r['database']}, {r['profile']}" for r in doc["overhead"])
@@ -846,6 +854,15 @@ def deployments_section(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _connections(hb: dict[str, Any]) -> str:
+    if hb.get("new_tls_connection_per_heartbeat", True):
+        return "one new TLS connection per heartbeat (as agents did before they kept theirs)"
+    return (
+        f"each agent keeping its connection between heartbeats as `stella agent` does "
+        f"({hb.get('tls_handshakes', '?'):,} TLS handshakes in the whole phase)"
+    )
+
+
 def heartbeat_section(rows: list[dict[str, Any]]) -> list[str]:
     first = rows[0]
     setup = first["setup"]
@@ -858,8 +875,7 @@ def heartbeat_section(rows: list[dict[str, Any]]) -> list[str]:
         "docker_host target), inserted through the repositories, each with its own "
         "certificate from the server's agent CA. A separate client process (asyncio) sends "
         "their heartbeats (with a one-container inventory) over mutual TLS on an open-loop "
-        f"schedule, one new TLS connection per heartbeat (a real agent beats every 30 s and "
-        "uvicorn closes idle connections after 5 s), at most "
+        f"schedule, {_connections(hb)}, at most "
         f"{hb['in_flight_limit']} at a time; a heartbeat that finds {hb['in_flight_limit'] * 20} "
         "waiting is dropped by the client (*failed* counts those and timeouts); *waited in the "
         "client* is from a heartbeat's scheduled time until it got a connection slot, "
@@ -919,7 +935,7 @@ def heartbeat_section(rows: list[dict[str, Any]]) -> list[str]:
         "",
         f"One agent, {first['serial']['serial_keep_alive']['count']} heartbeats one after the "
         "other, and the service calls alone (in the "
-        "benchmark process, same database, no HTTP or TLS: `authenticate` + `heartbeat`; "
+        "benchmark process, same database, no HTTP or TLS: the heartbeat service call; "
         "the CPU of the calling process, PostgreSQL's own not included), CPU ms per heartbeat:",
         "",
         "| Database | New TLS connection each | One kept-alive connection "
@@ -947,8 +963,8 @@ def heartbeat_section(rows: list[dict[str, Any]]) -> list[str]:
         f"(`POST /agent/v1/tasks/next?wait={lp['wait_seconds']}`, kept-alive connection, "
         f"no jobs), measured over {lp['window_seconds']:.0f} s. The listener looks for a job "
         f"{lp['claim_transactions_per_second_per_agent']:g} times a second per waiting agent "
-        "(a write transaction each). The extrapolation is linear from the row; a saturated "
-        "row (near 100%) underestimates it.",
+        "without a wake-up (a read-only query each). The extrapolation is linear from the "
+        "row; a saturated row (near 100%) underestimates it.",
         "",
         "| Database | Waiting agents | Server CPU (% of a core) | PostgreSQL CPU "
         "| Server CPU per agent (ms/s) "
