@@ -184,7 +184,24 @@ def _subcomponent_matches(finding: Finding, subcomponent: str) -> bool:
     return _purl_base(subcomponent) == _purl_base(finding.purl)
 
 
-def _specificity(statement: VexStatement, digest: str, finding: Finding) -> int | None:
+# Rules for matching VEX products, recorded with each security context so that a decision
+# replays under the rules it was made with. 1: a package purl product named every version of
+# the package. 2 (current): a versioned package purl names that version only, as subcomponents
+# always did, so `not_affected` for 2.31.0 no longer hides the finding in 2.28.1.
+VEX_RULES = 2
+
+
+def _product_matches(product: str, finding: Finding, rules: int) -> bool:
+    if finding.purl is None:
+        return False
+    if rules >= 2 and "@" in product.split("?", 1)[0]:
+        return product.split("?", 1)[0].lower() == finding.purl.split("?", 1)[0].lower()
+    return _purl_base(product) == _purl_base(finding.purl)
+
+
+def _specificity(
+    statement: VexStatement, digest: str, finding: Finding, rules: int = VEX_RULES
+) -> int | None:
     """How precisely `statement` names this finding (higher wins), or None if it does not.
     A product given as the image digest beats a purl or no product; a named subcomponent beats
     none."""
@@ -194,9 +211,7 @@ def _specificity(statement: VexStatement, digest: str, finding: Finding) -> int 
     if statement.products:
         if digest in statement.products:
             score += 2
-        elif finding.purl and any(
-            _purl_base(p) == _purl_base(finding.purl) for p in statement.products
-        ):
+        elif any(_product_matches(p, finding, rules) for p in statement.products):
             score += 1
         else:
             return None
@@ -216,14 +231,14 @@ def vex_applies(statement: VexStatement, digest: str, finding: Finding) -> bool:
 
 
 def applicable_vex(
-    statements: list[VexStatement], digest: str, finding: Finding
+    statements: list[VexStatement], digest: str, finding: Finding, rules: int = VEX_RULES
 ) -> VexStatement | None:
     """The statement that decides `finding`: the most specific; among equals, the newest (a
     statement without a timestamp counts as oldest); among those, the last one given."""
     best: tuple[int, datetime | None, int] | None = None
     chosen = None
     for order, statement in enumerate(statements):
-        score = _specificity(statement, digest, finding)
+        score = _specificity(statement, digest, finding, rules)
         if score is None:
             continue
         key = (score, statement.timestamp, order)
@@ -281,6 +296,7 @@ def evaluate_verdict(
     environment: str,
     now: datetime,
     evidence_at: datetime | None,
+    vex_rules: int = VEX_RULES,
 ) -> Verdict:
     """The verdict for one image digest in one environment.
 
@@ -312,7 +328,7 @@ def evaluate_verdict(
             continue
         if policy.reachable_only and finding.reachable is False:
             continue
-        statement = applicable_vex(statements, digest, finding)
+        statement = applicable_vex(statements, digest, finding, vex_rules)
         if statement is not None and statement.status in SUPPRESSING_STATUSES:
             suppressed.append(
                 _describe(finding)

@@ -23,6 +23,7 @@ from stella.domain.errors import NotFound, ValidationFailed
 from stella.domain.ids import new_id
 from stella.domain.pagination import PageRequest
 from stella.domain.security import (
+    VEX_RULES,
     Advisory,
     Component,
     Finding,
@@ -131,6 +132,7 @@ def security_context(
     waivers = uow.waivers.active(tenant_id, now)
     return {
         "environment": environment.slug,
+        "vex_rules": VEX_RULES,
         "policy": environment.security.to_json(),
         "waivers": [
             {
@@ -539,6 +541,7 @@ def verdict_from_context(context: dict[str, Any], digest: str, now: datetime) ->
         context["environment"],
         now,
         datetime.fromisoformat(entry["evidence_at"]) if entry["evidence_at"] else None,
+        context.get("vex_rules", 1),  # contexts recorded before the rules were versioned: 1
     )
 
 

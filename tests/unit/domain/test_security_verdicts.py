@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from stella.domain.security import (
+    VEX_RULES,
     Finding,
     SecurityPolicy,
     VexStatement,
@@ -106,6 +107,27 @@ def test_vex_matches_by_alias_product_and_subcomponent():
     assert verdict([OPENSSL], [anywhere]).state == "pass"
 
 
+def test_a_versioned_package_product_names_that_version_only():
+    """`not_affected` for openssl 3.0.13-1 says nothing about the 3.0.11-1 this image runs."""
+    other = statement("not_affected", products=("pkg:deb/debian/openssl@3.0.13-1",))
+    assert verdict([OPENSSL], [other]).state == "fail"
+    same = statement("not_affected", products=("pkg:deb/debian/openssl@3.0.11-1",))
+    assert verdict([OPENSSL], [same]).state == "pass"
+    unversioned = statement("not_affected", products=("pkg:deb/debian/openssl",))
+    assert verdict([OPENSSL], [unversioned]).state == "pass"
+
+
+def test_decisions_recorded_under_the_first_rules_replay_under_them():
+    """Rules 1 (contexts recorded before the rules were versioned) let a versioned package
+    product name every version: an old decision replays to the verdict it had."""
+    other = statement("not_affected", products=("pkg:deb/debian/openssl@3.0.13-1",))
+    old = evaluate_verdict(
+        DIGEST, [OPENSSL], [other], [], SecurityPolicy(), "prod", NOW, NOW, vex_rules=1
+    )
+    assert old.state == "pass"
+    assert VEX_RULES == 2
+
+
 def test_conflicting_statements_most_specific_then_newest_wins():
     general_new = statement("affected", products=(), at=NOW)
     specific_old = statement(
@@ -159,3 +181,23 @@ def test_a_scan_and_an_advisory_naming_the_same_hit_through_aliases_count_once()
     assert [b["advisory_id"] for b in result.blocking] == ["CVE-2024-0727"]
     other_package = Finding("CVE-2024-0727", "libssl3", "critical", source="advisory")
     assert len(verdict([OPENSSL, other_package]).blocking) == 2
+
+
+def test_a_recorded_context_says_which_rules_it_replays_under():
+    from stella.services.security import verdict_from_context
+
+    other = statement("not_affected", products=("pkg:deb/debian/openssl@3.0.13-1",))
+    context = {
+        "environment": "prod",
+        "policy": SecurityPolicy().to_json(),
+        "waivers": [],
+        "digests": {
+            DIGEST: {
+                "evidence_at": NOW.isoformat(),
+                "findings": [OPENSSL.to_json()],
+                "vex": [other.to_json()],
+            }
+        },
+    }
+    assert verdict_from_context(context, DIGEST, NOW).state == "pass"  # recorded before: rules 1
+    assert verdict_from_context(context | {"vex_rules": 2}, DIGEST, NOW).state == "fail"
