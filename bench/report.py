@@ -661,6 +661,15 @@ BREAKDOWN_LABELS = {
 }
 
 
+# parts of the deployments benchmark and the previous report's sub-section each one writes
+DEPLOYMENT_PARTS = {
+    "overhead": "### Orchestration overhead",
+    "fanout": "### Fan-out",
+    "many": "### 100 deployments at once",
+    "heartbeats": "### Control-plane cost of",
+}
+
+
 def deployments_section(doc: dict[str, Any]) -> list[str]:
     constants = doc.get("agent_constants", {})
     lines = [
@@ -792,6 +801,8 @@ def deployments_section(doc: dict[str, Any]) -> list[str]:
                 f"In {', '.join(lost)} a deploy step ran more than once (its lease was lost).",
             ]
         lines.append("")
+    lines += doc.get("kept", {}).get("overhead", [])
+    lines += doc.get("kept", {}).get("fanout", [])
     if doc["fanout"]:
         lines += [
             f"### Fan-out: one release to {doc['fanout'][0]['rows'][0]['targets']} targets",
@@ -819,6 +830,7 @@ def deployments_section(doc: dict[str, Any]) -> list[str]:
                     f"| {'/'.join(str(n) for n in runs[-1]['jobs_per_agent'])} |"
                 )
         lines += ["", "(Job columns: the last run of the row.)", ""]
+    lines += doc.get("kept", {}).get("many", [])
     for r in doc["many"]:
         run = r["runs"][0]
         lines += [
@@ -847,6 +859,7 @@ def deployments_section(doc: dict[str, Any]) -> list[str]:
         ]
         if run.get("run_error"):
             lines += [f"Run error: {run['run_error'][:300]}", ""]
+    lines += doc.get("kept", {}).get("heartbeats", [])
     if doc["heartbeats"]:
         lines += heartbeat_section(doc["heartbeats"])
     if doc.get("not_measured"):
@@ -1552,9 +1565,12 @@ SECURITY_PARTS = {  # part of the security section: its sub-heading, how its bul
 }
 
 
-def kept_subsection(previous: dict[str, Any], prefix: str) -> tuple[list[str], str]:
-    """A sub-section of the previous report's security section, marked as kept."""
-    heading = SECTIONS["security"][0]
+def kept_subsection(
+    previous: dict[str, Any], prefix: str, section: str = "security"
+) -> tuple[list[str], str]:
+    """A sub-section of the previous report's `section` (security, deployments), marked as
+    kept."""
+    heading = SECTIONS[section][0]
     body = next((v for k, v in previous["sections"].items() if k.startswith(heading)), "")
     lines: list[str] | None = None
     for line in body.splitlines():
@@ -2094,6 +2110,14 @@ def main() -> None:
                 section, when = kept_subsection(previous, prefix)
                 if section:
                     security_doc["kept"][part] = section
+                    measured.setdefault(when, []).append(section[0].removeprefix("### "))
+    if deploy_doc is not None:  # a partial run (--only): keep the parts it did not measure
+        deploy_doc["kept"] = {}
+        for part, prefix in DEPLOYMENT_PARTS.items():
+            if not deploy_doc.get(part):
+                section, when = kept_subsection(previous, prefix, "deployments")
+                if section:
+                    deploy_doc["kept"][part] = section
                     measured.setdefault(when, []).append(section[0].removeprefix("### "))
     info = machine()
     databases = [
