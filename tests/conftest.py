@@ -192,3 +192,20 @@ def registry_url() -> str:
 def repository(registry_url: str) -> str:
     """A repository path no other test uses: `app/t-<random>`."""
     return f"app/t-{uuid.uuid4().hex[:10]}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test about a PostgreSQL feature (an index plan, LISTEN/NOTIFY) is not run against
+    the SQLite `database` at all, rather than skipped there (a skip must mean a missing
+    service, which CI=true turns into a failure)."""
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_sqlite = callspec is not None and callspec.params.get("database") == "sqlite"
+        if on_sqlite and item.get_closest_marker("postgresql_only"):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
