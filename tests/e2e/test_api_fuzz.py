@@ -148,6 +148,15 @@ def _deployment_job(database: TestDatabase, home: Path, target_ref: str, release
 def seed(server: LiveServer, database: TestDatabase, tmp_path: Path) -> dict[str, str]:
     """One of every resource, made through the API; returns the STELLA_FUZZ_* variables."""
     api = LiveApi(server)
+    try:
+        return _seed(api, server, database, tmp_path)
+    finally:
+        api.http.close()
+
+
+def _seed(
+    api: LiveApi, server: LiveServer, database: TestDatabase, tmp_path: Path
+) -> dict[str, str]:
     repository = f"app/fuzz-{uuid.uuid4().hex[:10]}"
     estate = build_estate(api, REGISTRY_URL, repository)
     environment = api.get("/environments/stage").json()

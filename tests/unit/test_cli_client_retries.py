@@ -70,37 +70,39 @@ def scripted() -> Iterator[type[ScriptedServer]]:
 def test_a_post_answered_503_is_retried_with_the_same_key(scripted, monkeypatch):
     monkeypatch.setenv("STELLA_RETRIES", "3")
     server = scripted([(503, {"Retry-After": "0"}), (503, {"Retry-After": "0"})])
-    answer = StellaClient(server.url, "stl_test").post("/promotions", {"release_id": "x"})
+    with StellaClient(server.url, "stl_test") as client:
+        answer = client.post("/promotions", {"release_id": "x"})
     assert answer["status"] == 201
     keys = [key for _, key in server.seen]
     assert len(keys) == 3
     assert keys[0] is not None
     assert len(set(keys)) == 1, "every attempt of one command carries one key"
-    StellaClient(server.url, "stl_test").post("/promotions", {})
+    with StellaClient(server.url, "stl_test") as client:
+        client.post("/promotions", {})
     assert server.seen[-1][1] != keys[0], "another command gets another key"
 
 
 def test_retries_are_bounded_and_the_last_answer_is_reported(scripted, monkeypatch):
     monkeypatch.setenv("STELLA_RETRIES", "2")
     server = scripted([(503, {"Retry-After": "0"})] * 5)
-    with pytest.raises(CliError, match=r"^503 scripted$"):
-        StellaClient(server.url, "stl_test").post("/releases", {})
+    with StellaClient(server.url, "stl_test") as client, pytest.raises(CliError, match=r"^503 "):
+        client.post("/releases", {})
     assert len(server.seen) == 3
 
 
 def test_retries_can_be_turned_off(scripted, monkeypatch):
     monkeypatch.setenv("STELLA_RETRIES", "0")
     server = scripted([(503, {"Retry-After": "0"})])
-    with pytest.raises(CliError, match=r"^503"):
-        StellaClient(server.url, "stl_test").get("/releases")
+    with StellaClient(server.url, "stl_test") as client, pytest.raises(CliError, match=r"^503"):
+        client.get("/releases")
     assert len(server.seen) == 1
 
 
 def test_a_client_error_is_not_retried(scripted, monkeypatch):
     monkeypatch.setenv("STELLA_RETRIES", "3")
     server = scripted([(409, {})])
-    with pytest.raises(CliError, match=r"^409"):
-        StellaClient(server.url, "stl_test").post("/releases", {})
+    with StellaClient(server.url, "stl_test") as client, pytest.raises(CliError, match=r"^409"):
+        client.post("/releases", {})
     assert len(server.seen) == 1
 
 

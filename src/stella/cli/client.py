@@ -71,8 +71,17 @@ class StellaClient:
         self.url = (url or os.environ.get("STELLA_URL") or "http://127.0.0.1:8080").rstrip("/")
         token = token or _default_token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout)
         self.retries = _retries_setting()
+        self._http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> StellaClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.send(method, path, **kwargs)

@@ -124,6 +124,7 @@ idempotency_keys = Table(
     Column("resource_id", String(64), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("tenant_id", "principal", "key"),
+    Index(None, "tenant_id", "id"),
     Index(None, "created_at"),  # expired keys are purged by the workers
 )
 

@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("resource_id", sa.String(64), nullable=False),
         sa.Column("created_at", UtcDateTime, nullable=False),
         sa.UniqueConstraint("tenant_id", "principal", "key"),
+        sa.Index(None, "tenant_id", "id"),
         sa.Index(None, "created_at"),
     )
 
