@@ -975,7 +975,7 @@ def heartbeat_section(rows: list[dict[str, Any]]) -> list[str]:
         "Agents that merely wait for work: each holds a long poll "
         f"(`POST /agent/v1/tasks/next?wait={lp['wait_seconds']}`, kept-alive connection, "
         f"no jobs), measured over {lp['window_seconds']:.0f} s. The listener looks for a job "
-        f"{lp['claim_transactions_per_second_per_agent']:g} times a second per waiting agent "
+        f"every {1 / lp['claim_transactions_per_second_per_agent']:g} s per waiting agent "
         "without a wake-up (a read-only query each). The extrapolation is linear from the "
         "row; a saturated row (near 100%) underestimates it.",
         "",
@@ -1014,18 +1014,23 @@ def deployments_conclusions(doc: dict[str, Any]) -> list[str]:
         )
     for r in doc["overhead"]:
         b = r["methods"]["stella"].get("breakdown_p50", {})
+        woken = doc.get("agent_constants", {}).get("job_wakeups")
         waits = {
             "worker poll": b.get("worker_claims_deploy_step"),
-            "listener job poll": b.get("agent_claims_job"),
-            "deploy step poll": b.get("deploy_step_sees_result"),
-            "housekeeping settle": b.get("promotion_settled"),
+            ("agent woken for the job" if woken else "listener job poll"): b.get(
+                "agent_claims_job"
+            ),
+            ("deploy step woken by the result" if woken else "deploy step poll"): b.get(
+                "deploy_step_sees_result"
+            ),
+            "settling the promotion": b.get("promotion_settled"),
         }
         if None in waits.values():
             continue
         total = sum(v for v in waits.values() if v is not None)
         lines.append(
             f"- Where the deployment overhead goes ({r['database']}, {r['profile']}): "
-            f"{total:.2f} s (sum of p50s) is waiting for four polling loops: "
+            f"{total:.2f} s (sum of p50s) is waiting between components: "
             + ", ".join(f"{k} {v:.2f} s" for k, v in waits.items())
             + "."
         )
@@ -1586,7 +1591,18 @@ def kept_subsection(
     while not lines[-1].strip():
         lines.pop()
     first = next((line for line in lines[1:] if line.strip()), "")
-    found = KEPT_NOTE.match(first)
+    found = (
+        KEPT_NOTE.match(first)
+        or next(  # the whole section was kept: its note says when
+            (m for line in body.splitlines()[:4] if (m := KEPT_NOTE.match(line))), None
+        )
+    )
+    if found and not KEPT_NOTE.match(first):
+        note = (
+            f"*Kept from the previous report: measured {found.group(1)} on {found.group(2)}; "
+            "`bench/results/` holds no raw results for it in this run.*"
+        )
+        return [lines[0], "", note, *lines[1:], ""], f"{found.group(1)} on {found.group(2)}"
     if found:
         return [*lines, ""], f"{found.group(1)} on {found.group(2)}"
     when = f"{previous['date'] or 'earlier'} on {previous['machine'] or 'the machine named there'}"
