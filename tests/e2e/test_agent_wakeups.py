@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import uvicorn
 from sqlalchemy import select
 
 from stella.adapters.db import tables as t
+from stella.adapters.db.deployment_repositories import start_listener
 from stella.adapters.executors import render_compose_lockfile
 from stella.adapters.pki import CA_CERT_FILE, generate_agent_key_and_csr
 from stella.agent.runner import Agent, AgentError, AgentOptions, Identity
@@ -27,7 +29,7 @@ from stella.domain.ids import new_id
 from stella.domain.releases import ComponentDigest, Release, ReleaseState
 from stella.domain.targets import HealthStatus, Target, TargetState, TargetType
 from stella.services import agents, deployments
-from tests.conftest import free_port
+from tests.conftest import create_database, drop_database, free_port
 
 
 @dataclass
@@ -218,9 +220,9 @@ def test_a_waiting_long_poll_is_woken_by_a_new_job(
     enrolled.agent.client.close()
 
 
+@pytest.mark.postgresql_only  # NOTIFY is PostgreSQL's; SQLite waiters poll
 def test_postgresql_notifications_reach_another_connection(container):
-    if container.engine.dialect.name != "postgresql":
-        pytest.skip("NOTIFY is PostgreSQL's; SQLite waiters poll")
+    assert container.engine.dialect.name == "postgresql"
     events = deployments.JobEvents()  # as in another process: its own LISTEN connection
     with container.uow(read_only=True) as uow:
         uow.jobs.listen(events)
@@ -283,3 +285,19 @@ def _until(condition) -> None:
             return
         pause.wait(0.01)
     raise AssertionError("condition never became true")
+
+
+def test_a_listener_stops_when_its_database_is_dropped(tmp_path):
+    """A dropped database (a finished test run, a decommissioned install) ends the LISTEN
+    thread instead of leaving it to reconnect and warn forever."""
+    database = create_database("postgresql", tmp_path)
+    events = deployments.JobEvents()
+    try:
+        start_listener(database.engine.url, events)
+        assert len(events.listening) == 1
+    finally:
+        drop_database(database)
+    deadline = time.monotonic() + 60  # bounded: one reconnect after LISTEN_RETRY_SECONDS
+    while events.listening and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert events.listening == set(), "the listener still runs for a dropped database"

@@ -49,23 +49,49 @@ def start_listener(url: URL, events: JobEventSink) -> None:
         events.listening.add(key)
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     thread = threading.Thread(
-        target=_listen_forever, args=(dsn, events), name="deployment-job-listener", daemon=True
+        target=_listen_forever,
+        args=(dsn, events, key),
+        name="deployment-job-listener",
+        daemon=True,
     )
     thread.start()
 
 
-def _listen_forever(dsn: str, events: JobEventSink) -> None:
+def _listen_forever(dsn: str, events: JobEventSink, key: str) -> None:
+    """Listen until the database itself is gone (dropped); warn once per outage, not once per
+    retry, and say when notifications flow again."""
     import psycopg
 
+    failing = False
     while True:
         try:
             with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
                 conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                if failing:
+                    log.info("deployment job LISTEN restored")
+                    failing = False
                 for notice in conn.notifies():
                     events.notify(notice.payload)
+        except psycopg.OperationalError as exc:
+            if "does not exist" in str(exc):
+                log.info("deployment job LISTEN stopped: the database no longer exists")
+                with _listeners_lock:
+                    events.listening.discard(key)
+                return
+            failing = _warn_once(failing, exc)
         except Exception as exc:  # noqa: BLE001 - keep listening; polling covers the gap
-            log.warning("deployment job LISTEN failed (%s); retrying", type(exc).__name__)
+            failing = _warn_once(failing, exc)
         time.sleep(LISTEN_RETRY_SECONDS)
+
+
+def _warn_once(failing: bool, exc: Exception) -> bool:
+    if not failing:
+        log.warning(
+            "deployment job LISTEN failed (%s); retrying every %.0f s, polling meanwhile",
+            type(exc).__name__,
+            LISTEN_RETRY_SECONDS,
+        )
+    return True
 
 
 class SqlAgentRepository(SqlRepository[Agent]):
