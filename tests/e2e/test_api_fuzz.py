@@ -23,20 +23,17 @@ import re
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
-from stella.adapters.executors import render_compose_lockfile
 from stella.adapters.pki import generate_agent_key_and_csr
 from stella.bootstrap import build_container
 from stella.config import Settings
-from stella.domain.deployments import JobKind
-from stella.services.deployments import create_batch
 from tests.conftest import REGISTRY_URL, create_database, drop_database, free_port
+from tests.support.jobs import create_jobs
 from tests.support.live import STELLA, LiveServer, start_server
 from tests.support.promotions import build_estate
 
@@ -121,28 +118,8 @@ def _agent(api: LiveApi) -> str:
 
 def _deployment_job(database: TestDatabase, home: Path, target_ref: str, release_id: str) -> str:
     """A real job row, made the way the deploy step makes them (no worker runs here)."""
-    settings = Settings(home=home, database_url=database.url)
-    container = build_container(settings, database.engine)
-    with container.read_uow() as uow:
-        tenant_id = next(t for t in uow.tenants.ids() if uow.targets.get(t, target_ref))
-        target = uow.targets.get(tenant_id, target_ref)
-        release = uow.releases.get(tenant_id, release_id)
-        environment = uow.environments.get_by_id(tenant_id, target.environment_id)
-    with container.uow() as uow:
-        jobs = create_batch(
-            uow,
-            render_compose_lockfile,
-            f"fuzz-{uuid.uuid4()}",
-            release,
-            environment,
-            JobKind.DEPLOY,
-            None,
-            None,
-            None,
-            datetime.now(UTC),
-        )
-        uow.commit()
-    return str(jobs[0].id)
+    container = build_container(Settings(home=home, database_url=database.url), database.engine)
+    return str(create_jobs(container, target_ref, release_id)[0].id)
 
 
 def seed(server: LiveServer, database: TestDatabase, tmp_path: Path) -> dict[str, str]:

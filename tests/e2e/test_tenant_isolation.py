@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
-from datetime import UTC, datetime
 
-from stella.adapters.executors import render_compose_lockfile
 from stella.adapters.pki import generate_agent_key_and_csr
-from stella.domain.deployments import JobKind
-from stella.services.deployments import create_batch
+from tests.support.jobs import create_jobs
 from tests.support.promotions import build_estate
 
 BODIES = {
@@ -74,27 +70,7 @@ def _enrolled_agent(api, client) -> str:
 
 def _deployment_job(container, api, release_id: str) -> str:
     """A real job row, made the way the deploy step makes them (no worker runs here)."""
-    target_id = uuid.UUID(api.get("/targets/prod-1").json()["id"])
-    with container.read_uow() as uow:
-        tenant_id = next(t for t in uow.tenants.ids() if uow.targets.get(t, str(target_id)))
-        target = uow.targets.get(tenant_id, str(target_id))
-        release = uow.releases.get(tenant_id, release_id)
-        environment = uow.environments.get_by_id(tenant_id, target.environment_id)
-    with container.uow() as uow:
-        jobs = create_batch(
-            uow,
-            render_compose_lockfile,
-            f"iso-{uuid.uuid4()}",
-            release,
-            environment,
-            JobKind.DEPLOY,
-            None,
-            None,
-            None,
-            datetime.now(UTC),
-        )
-        uow.commit()
-    return str(jobs[0].id)
+    return str(create_jobs(container, api.get("/targets/prod-1").json()["id"], release_id)[0].id)
 
 
 def test_no_endpoint_reveals_or_changes_another_tenants_resources(

@@ -3,19 +3,14 @@ jobs carry the trace context they were created in."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from stella.adapters.executors import render_compose_lockfile
 from stella.adapters.tracing import tracing_requested
-from stella.domain.deployments import JobKind
-from stella.services.deployments import create_batch
+from tests.support.jobs import create_jobs
 from tests.support.promotions import build_estate
 from tests.support.workflows import start_worker, wait_for_run
 
@@ -131,28 +126,7 @@ def test_deployment_execute_span(api, container, registry_url, repository, tmp_p
 
 def _create_jobs(container, api, release_id: str) -> list:
     """Jobs made the way the deploy step makes them (no worker runs here)."""
-    target_id = uuid.UUID(api.get("/targets/prod-1").json()["id"])
-    with container.read_uow() as uow:
-        tenant_id = next(t for t in uow.tenants.ids() if uow.targets.get(t, str(target_id)))
-        target = uow.targets.get(tenant_id, str(target_id))
-        release = uow.releases.get(tenant_id, release_id)
-        environment = uow.environments.get_by_id(tenant_id, target.environment_id)
-    with container.uow() as uow:
-        jobs = create_batch(
-            uow,
-            render_compose_lockfile,
-            f"traced-{uuid.uuid4()}",
-            release,
-            environment,
-            JobKind.DEPLOY,
-            None,
-            None,
-            None,
-            datetime.now(UTC),
-        )
-        uow.commit()
-    with container.read_uow() as uow:
-        return [uow.jobs.by_id(j.id) for j in jobs]
+    return create_jobs(container, api.get("/targets/prod-1").json()["id"], release_id)
 
 
 def test_deployment_jobs_store_the_trace_context_they_were_created_in(

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import create_database, drop_database, free_port
 from tests.support.live import STELLA, start_server
+from tests.support.waiting import wait_until
 from tests.support.workflows import events, wait_for_run
 
 
@@ -96,15 +97,6 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def test_a_killed_worker_loses_nothing_and_no_step_succeeds_twice(cluster, tmp_path):
     _, api, workers = cluster
     trail = tmp_path / "trail"
@@ -132,11 +124,11 @@ def test_a_killed_worker_loses_nothing_and_no_step_succeeds_twice(cluster, tmp_p
     )
     first = workers.start("worker-a")
     run_id = api.post("/workflow-runs", json={"workflow": "resumable"}).json()["id"]
-    wait_until(lambda: trail.exists() and trail.read_text().count("\n") == 1, 30, "attempt 1")
+    wait_until(lambda: trail.exists() and trail.read_text().count("\n") == 1, "attempt 1", 30)
     os.killpg(first.pid, signal.SIGKILL)
     killed_at = time.monotonic()
     orphan = int(trail.read_text().split()[2])
-    wait_until(lambda: not alive(orphan), 5, "the killed worker's step process to be killed too")
+    wait_until(lambda: not alive(orphan), "the killed worker's step process to be killed too", 5)
     workers.start("worker-b")
     run = wait_for_run(Api(api), run_id, timeout=60)
     assert run["state"] == "succeeded", run
@@ -182,7 +174,7 @@ def test_two_workers_racing_run_every_step_exactly_once(postgres_cluster, tmp_pa
         page = api.get("/workflow-runs", params={"state": "succeeded", "limit": 500}).json()
         return len(page["items"]) == 200
 
-    wait_until(all_done, 240, "200 runs to succeed")
+    wait_until(all_done, "200 runs to succeed", 240)
     lines = ledger.read_text().splitlines()
     assert len(lines) == 600
     executions = Counter(tuple(line.split()) for line in lines)
@@ -216,7 +208,7 @@ def test_sigterm_lets_the_running_step_finish(cluster, tmp_path):
     )
     worker = workers.start("graceful", grace=30)
     run_id = api.post("/workflow-runs", json={"workflow": "finishing"}).json()["id"]
-    wait_until(lambda: (tmp_path / "started").exists(), 30, "the step to start")
+    wait_until(lambda: (tmp_path / "started").exists(), "the step to start", 30)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0
     run = api.get(f"/workflow-runs/{run_id}").json()
@@ -245,7 +237,7 @@ def test_sigterm_past_the_grace_period_releases_the_step_to_another_worker(clust
     )
     worker = workers.start("impatient", grace=0.3)
     run_id = api.post("/workflow-runs", json={"workflow": "handover"}).json()["id"]
-    wait_until(lambda: trail.exists(), 30, "the step to start")
+    wait_until(lambda: trail.exists(), "the step to start", 30)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0
     workers.start("successor")

@@ -18,6 +18,7 @@ from typing import Any
 from anyio import to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from stella.api.middleware import replaying
 from stella.bootstrap import Container
 from stella.domain.errors import StellaError
 from stella.domain.tenancy import Principal
@@ -111,16 +112,7 @@ class IdempotencyMiddleware:
             await self._replay(scope, found, send)
             return
         scope.setdefault("state", {})["idempotency"] = IdempotencyKey(key, request_print)
-        delivered = False
-
-        async def replay_body() -> Message:
-            nonlocal delivered
-            if delivered:
-                return await receive()
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay_body, send)
+        await self.app(scope, replaying(body, receive), send)
 
     async def _replay(self, scope: Scope, found: dict[str, Any], send: Send) -> None:
         """The first attempt's resource through its own GET route (same caller, same rules)."""

@@ -84,6 +84,21 @@ def _route_template(scope: Scope) -> str:
     return str(route)
 
 
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app a body already read, then passes on what follows (the
+    disconnect): for middleware that must read the body before the app does."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
 class BodyLimitMiddleware:
     """Answers 413 before reading a body larger than `max_bytes` (declared or streamed)."""
 
@@ -131,17 +146,7 @@ class BodyLimitMiddleware:
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
-        body = b"".join(chunks)
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if delivered:
-                return await receive()
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(b"".join(chunks), receive), send)
 
     async def _reject(self, scope: Scope, send: Send, limit: int, setting: str) -> None:
         body = json.dumps(
