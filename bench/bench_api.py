@@ -330,13 +330,17 @@ def get_promotion(estate: Estate) -> Request:
     return call
 
 
-def create_release(estate: Estate, name: str, keep: bool = True) -> Request:
-    """POST /releases; `keep`: the new release goes into the pool of releases to promote."""
+def create_release(
+    estate: Estate, name: str, keep: bool = True, idempotency_key: bool = False
+) -> Request:
+    """POST /releases; `keep`: the new release goes into the pool of releases to promote;
+    `idempotency_key`: each request carries a new Idempotency-Key (what the CLI sends)."""
 
     def call(http: httpx.Client, thread: int, i: int) -> bool:
         version = f"1.{thread}.{i}" if i >= 0 else f"0.{thread}.{-i}"
         body = {"name": name, "version": version, "components": {COMPONENT: estate.reference}}
-        response = http.post("/releases", json=body)
+        headers = {"Idempotency-Key": str(uuid.uuid4())} if idempotency_key else None
+        response = http.post("/releases", json=body, headers=headers)
         if response.status_code != 201:
             return False
         if keep:
@@ -465,6 +469,11 @@ def bench_database(
                 ("GET /releases?limit=50", "read", list_releases(estate)),
                 ("GET /promotions/{id}", "read", get_promotion(estate)),
                 ("POST /releases (component by digest)", "write", None),
+                (
+                    "POST /releases with Idempotency-Key",
+                    "write",
+                    create_release(estate, f"api-k{processes}", keep=False, idempotency_key=True),
+                ),
                 ("POST /promotions (to dev)", "write", promote(estate)),
             )
             for endpoint, mode, request in cases:
