@@ -309,17 +309,20 @@ class Demo:
             "/www",
         )
         step("Drift check (exit status 3 = drifted)")
+        # an inventory taken between the removal and the new container says `missing`: wait
+        # for the one that sees the hand-made container with its other digest
         self.wait(
-            "the agent's next inventory",
+            "the agent's inventory of the hand-made container",
             lambda: (
-                subprocess.run(
-                    [STELLA, "drift", "check", "--env", "prod"],
+                "changed_digest"
+                in subprocess.run(
+                    [STELLA, "drift", "check", "--env", "prod", "-o", "json"],
                     env=self.env(),
                     capture_output=True,
+                    text=True,
                     timeout=30,
                     check=False,
-                ).returncode
-                == 3
+                ).stdout
             ),
         )
         self.stella("drift", "check", "--env", "prod", check=False)
