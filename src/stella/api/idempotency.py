@@ -20,10 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stella.api.middleware import replaying
 from stella.bootstrap import Container
-from stella.domain.errors import StellaError
-from stella.domain.tenancy import Principal
-from stella.services.auth import authenticate
 from stella.services.context import IdempotencyKey
+from stella.services.idempotency import recorded_key
 
 HEADER = b"idempotency-key"
 REPLAYED = (b"idempotent-replayed", b"true")
@@ -103,7 +101,7 @@ class IdempotencyMiddleware:
         request_print = fingerprint(scope, body)
         container: Container = scope["app"].state.container
         authorization = headers.get(b"authorization", b"").decode("latin-1") or None
-        found = await to_thread.run_sync(_lookup, container, authorization, key)
+        found = await to_thread.run_sync(recorded_key, container.read_uow, authorization, key)
         if found is not None:
             if found["fingerprint"] != request_print:
                 message = "was used for a different request (method, path or body); use a new key"
@@ -139,17 +137,6 @@ class IdempotencyMiddleware:
             await send(message)
 
         await self.app(read, no_body, answer)
-
-
-def _lookup(container: Container, authorization: str | None, key: str) -> dict[str, Any] | None:
-    """The recorded key of this caller, or None (also when the caller is not authenticated:
-    the route itself answers that)."""
-    try:
-        principal: Principal = authenticate(container.read_uow, authorization)
-    except StellaError:
-        return None
-    with container.read_uow() as uow:
-        return uow.idempotency.find(principal.tenant_id, str(principal.user_id), key)
 
 
 def _route_status(scope: Scope) -> int:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
+from stella.services.auth import hash_token
 from stella.services.ports import Clock, UnitOfWorkFactory
 
 # a client retries within minutes; a day covers a CI job re-run the next morning's start too
@@ -16,3 +18,19 @@ def purge_expired_keys(uow_factory: UnitOfWorkFactory, clock: Clock, limit: int 
         purged = uow.idempotency.purge(clock() - RETENTION, limit)
         uow.commit()
     return purged
+
+
+def recorded_key(
+    uow_factory: UnitOfWorkFactory, authorization: str | None, key: str
+) -> dict[str, Any] | None:
+    """The caller's recorded `key` (what its first request made), or None: also when the
+    caller is not authenticated, which the route itself then answers. One read transaction:
+    this runs before every POST that carries a key."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    with uow_factory(read_only=True) as uow:
+        principal = uow.tokens.find_principal(hash_token(token.strip()))
+        if principal is None:
+            return None
+        return uow.idempotency.find(principal.tenant_id, str(principal.user_id), key)
