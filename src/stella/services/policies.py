@@ -7,17 +7,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from stella.domain.errors import NotFound, ValidationFailed
+from stella.domain.errors import NotFound
 from stella.domain.ids import new_id
 from stella.domain.tenancy import Permission
 from stella.services.context import CallContext, record, require
 from stella.services.ports import UnitOfWork, UnitOfWorkFactory
-from stella.services.specs import PolicySpec, ScanSpec
+from stella.services.specs import PolicySpec
 
 PolicyChecker = Callable[[str], None]
 """Raises ValidationFailed (naming line and message) for a policy that does not compile."""
 
-BLOCKING_SEVERITIES = ("critical", "high")
 
 
 def save_policy(
@@ -60,42 +59,3 @@ def get_policy(uow: UnitOfWork, tenant_id: uuid.UUID, name: str) -> dict[str, An
         msg = f"policy '{name}' not found"
         raise NotFound(msg)
     return found
-
-
-def record_scan(uow_factory: UnitOfWorkFactory, ctx: CallContext, spec: ScanSpec) -> dict[str, Any]:
-    """Store a scan verdict for a digest; the newest verdict of a digest is the one gates use."""
-    require(ctx, Permission.MANAGE_RELEASES, uow_factory, "upload scans")
-    if spec.format != "native":
-        raise ValidationFailed.single(
-            "format",
-            f"'{spec.format}' reports are read by the security-decisioning milestone; "
-            "send the native format for now",
-        )
-    findings = [f.model_dump() for f in spec.findings]
-    blocking = sorted(
-        f["id"]
-        for f in findings
-        if f["severity"] in BLOCKING_SEVERITIES and f["reachable"] and not f["suppressed"]
-    )
-    values = {
-        "id": new_id(),
-        "tenant_id": ctx.principal.tenant_id,
-        "digest": spec.digest,
-        "format": spec.format,
-        "findings": findings,
-        "blocking": blocking,
-        "created_at": ctx.clock(),
-        "created_by_name": ctx.principal.name,
-    }
-    with uow_factory() as uow:
-        uow.verdicts.add(values)
-        record(
-            uow,
-            ctx,
-            "scan.recorded",
-            "scan",
-            values["id"],
-            {"digest": spec.digest, "blocking": len(blocking)},
-        )
-        uow.commit()
-    return values
