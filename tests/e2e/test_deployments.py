@@ -162,8 +162,15 @@ def test_release_walks_to_prod_drifts_and_rolls_back(live, tmp_path):
             "-h",
             "/www",
         )
+        # wait for the agent's inventory of the hand-made container: one taken earlier (mid-swap,
+        # or while the deployment still had the old container set aside) names other findings
         wait_for(
-            lambda: live.cli("drift", "check", "--env", "prod").returncode == 3, 20, "drift to show"
+            lambda: (
+                '"changed_digest"'
+                in live.cli("drift", "check", "--env", "prod", "-o", "json").stdout
+            ),
+            20,
+            "the swapped container's drift to show",
         )
         report = json.loads(live.cli("drift", "check", "--env", "prod", "-o", "json").stdout)
         assert report["drifted"] == 1
