@@ -18,7 +18,6 @@ PolicyChecker = Callable[[str], None]
 """Raises ValidationFailed (naming line and message) for a policy that does not compile."""
 
 
-
 def save_policy(
     uow_factory: UnitOfWorkFactory, ctx: CallContext, spec: PolicySpec, check: PolicyChecker
 ) -> tuple[dict[str, Any], bool]:
