@@ -16,10 +16,12 @@ import re
 from typing import Any
 
 from anyio import to_thread
+from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stella.api.middleware import replaying
 from stella.bootstrap import Container
+from stella.domain.errors import StellaError
 from stella.services.context import IdempotencyKey
 from stella.services.idempotency import recorded_key
 
@@ -65,6 +67,25 @@ async def _problem(send: Send, status: int, title: str, field: str, message: str
     await send({"type": "http.response.body", "body": body})
 
 
+async def _unavailable(send: Send) -> None:
+    body = json.dumps(
+        {
+            "type": "about:blank",
+            "title": "Storage unavailable",
+            "status": 503,
+            "detail": "the database is unavailable; retry shortly",
+            "errors": [],
+        }
+    ).encode()
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", b"5"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def _read_body(receive: Receive) -> bytes:
     chunks: list[bytes] = []
     while True:
@@ -101,7 +122,12 @@ class IdempotencyMiddleware:
         request_print = fingerprint(scope, body)
         container: Container = scope["app"].state.container
         authorization = headers.get(b"authorization", b"").decode("latin-1") or None
-        found = await to_thread.run_sync(recorded_key, container.read_uow, authorization, key)
+        try:
+            found = await to_thread.run_sync(recorded_key, container.read_uow, authorization, key)
+        except (StellaError, OperationalError):
+            # outside the app's exception handlers: a database outage must still be a 503
+            await _unavailable(send)
+            return
         if found is not None:
             if found["fingerprint"] != request_print:
                 message = "was used for a different request (method, path or body); use a new key"

@@ -195,6 +195,14 @@ def test_unreachable_database_is_503_with_retry_after(tmp_path):
         assert response.status_code == 503
         assert response.headers["retry-after"] == "5"
         assert "unavailable" in response.json()["detail"]
+        # a POST with an Idempotency-Key is looked up before the route: still a 503, not a 500
+        keyed = client.post(
+            "/api/v1/environments",
+            json={"name": "Dev", "slug": "dev", "promotion_order": 1},
+            headers={"Authorization": "Bearer stl_x", "Idempotency-Key": "k-1"},
+        )
+        assert keyed.status_code == 503, keyed.text
+        assert keyed.headers["retry-after"] == "5"
         assert client.get("/readyz").status_code == 503
         assert client.get("/healthz").status_code == 200
 
