@@ -11,17 +11,18 @@ made or changed, as it is now, with the status the first attempt would have had 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from typing import Any
 
 from anyio import to_thread
+from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stella.api.middleware import replaying
+from stella.api.problems import documented_path, problem, storage_unavailable
 from stella.bootstrap import Container
-from stella.domain.errors import StellaError
+from stella.domain.errors import FieldError, StellaError
 from stella.services.context import IdempotencyKey
 from stella.services.idempotency import recorded_key
 
@@ -49,41 +50,9 @@ def fingerprint(scope: Scope, body: bytes) -> str:
     return digest.hexdigest()
 
 
-async def _problem(send: Send, status: int, title: str, field: str, message: str) -> None:
-    body = json.dumps(
-        {
-            "type": "about:blank",
-            "title": title,
-            "status": status,
-            "detail": f"{field}: {message}",
-            "errors": [{"field": field, "message": message}],
-        }
-    ).encode()
-    headers = [
-        (b"content-type", b"application/problem+json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _unavailable(send: Send) -> None:
-    body = json.dumps(
-        {
-            "type": "about:blank",
-            "title": "Storage unavailable",
-            "status": 503,
-            "detail": "the database is unavailable; retry shortly",
-            "errors": [],
-        }
-    ).encode()
-    headers = [
-        (b"content-type", b"application/problem+json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"retry-after", b"5"),
-    ]
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _invalid_key(message: str) -> JSONResponse:
+    error = FieldError("Idempotency-Key", message)
+    return problem(422, "Invalid input", f"{error.field}: {message}", [error])
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -115,8 +84,8 @@ class IdempotencyMiddleware:
             return
         key = raw_key.decode("latin-1")
         if not KEY.match(key):
-            message = "must be 1 to 255 visible ASCII characters (e.g. a UUID)"
-            await _problem(send, 422, "Invalid input", "Idempotency-Key", message)
+            refusal = _invalid_key("must be 1 to 255 visible ASCII characters (e.g. a UUID)")
+            await refusal(scope, receive, send)
             return
         body = await _read_body(receive)
         request_print = fingerprint(scope, body)
@@ -126,12 +95,14 @@ class IdempotencyMiddleware:
             found = await to_thread.run_sync(recorded_key, container.read_uow, authorization, key)
         except (StellaError, OperationalError):
             # outside the app's exception handlers: a database outage must still be a 503
-            await _unavailable(send)
+            await storage_unavailable()(scope, receive, send)
             return
         if found is not None:
             if found["fingerprint"] != request_print:
-                message = "was used for a different request (method, path or body); use a new key"
-                await _problem(send, 422, "Invalid input", "Idempotency-Key", message)
+                refusal = _invalid_key(
+                    "was used for a different request (method, path or body); use a new key"
+                )
+                await refusal(scope, receive, send)
                 return
             await self._replay(scope, found, send)
             return
@@ -168,10 +139,6 @@ class IdempotencyMiddleware:
 def _route_status(scope: Scope) -> int:
     """The status the operation answers on success (201 for a creation, else 200), as the
     OpenAPI document says (FastAPI nests its routes; the document names each operation)."""
-    document = scope["app"].openapi()
-    for template, operations in document["paths"].items():
-        pattern = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
-        post = operations.get("post")
-        if post is not None and re.match(pattern, scope["path"]):
-            return min(int(code) for code in post["responses"] if code.startswith("2"))
-    return 200
+    documented = documented_path(scope["app"], scope["path"]) or {}
+    post = documented.get("post", {"responses": {"200": {}}})
+    return min(int(code) for code in post["responses"] if code.startswith("2"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -11,6 +10,8 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stella.adapters.metrics import observe_request
+from stella.api.problems import problem
+from stella.domain.errors import FieldError
 from stella.logging_setup import request_id_var
 
 log = logging.getLogger("stella.api")
@@ -125,7 +126,7 @@ class BodyLimitMiddleware:
             limit, setting = self.max_bytes, "STELLA_MAX_BODY_BYTES"
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._reject(scope, send, limit, setting)
+            await self._reject(scope, receive, send, limit, setting)
             return
         if declared is not None:
             await self.app(scope, receive, send)  # the server enforces the declared length
@@ -142,25 +143,19 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await self._reject(scope, send, limit, setting)
+                await self._reject(scope, receive, send, limit, setting)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
         await self.app(scope, replaying(b"".join(chunks), receive), send)
 
-    async def _reject(self, scope: Scope, send: Send, limit: int, setting: str) -> None:
-        body = json.dumps(
-            {
-                "type": "about:blank",
-                "title": "Payload too large",
-                "status": 413,
-                "detail": f"request body exceeds {limit} bytes ({setting})",
-                "errors": [{"field": "body", "message": f"larger than {limit} bytes"}],
-            }
-        ).encode()
-        headers = [
-            (b"content-type", b"application/problem+json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+    async def _reject(
+        self, scope: Scope, receive: Receive, send: Send, limit: int, setting: str
+    ) -> None:
+        refusal = problem(
+            413,
+            "Payload too large",
+            f"request body exceeds {limit} bytes ({setting})",
+            [FieldError("body", f"larger than {limit} bytes")],
+        )
+        await refusal(scope, receive, send)

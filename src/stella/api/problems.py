@@ -52,6 +52,17 @@ def _validation_message(error: dict[str, Any]) -> str:
     return str(error["msg"]).removeprefix("Value error, ")
 
 
+def documented_path(app: FastAPI, path: str) -> dict[str, Any] | None:
+    """The operations of the most specific document path matching the concrete `path` (fewest
+    parameters: OpenAPI matches `/agents/enroll` before `/agents/{ref}`), or None."""
+    best: tuple[int, dict[str, Any]] | None = None
+    for template, item in app.openapi().get("paths", {}).items():
+        regex, _format, convertors = compile_path(template)
+        if regex.match(path) and (best is None or len(convertors) < best[0]):
+            best = (len(convertors), item)
+    return None if best is None else best[1]
+
+
 PROBED_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
@@ -71,21 +82,10 @@ def allowed_methods(request: Request) -> str:
             route.matches(dict(request.scope, method=method))[0] is Match.FULL for route in routes
         )
     ]
-    documented = _documented_methods(request)
+    documented = documented_path(request.app, request.scope["path"])
     if documented is not None:
-        allowed = [method for method in allowed if method in documented]
+        allowed = [method for method in allowed if method.lower() in documented]
     return ", ".join(allowed)
-
-
-def _documented_methods(request: Request) -> set[str] | None:
-    """The methods of the most specific document path matching the request, if one does."""
-    paths: dict[str, dict[str, Any]] = request.app.openapi().get("paths", {})
-    best: tuple[int, dict[str, Any]] | None = None
-    for template, item in paths.items():
-        regex, _format, convertors = compile_path(template)
-        if regex.match(request.scope["path"]) and (best is None or len(convertors) < best[0]):
-            best = (len(convertors), item)
-    return None if best is None else {method.upper() for method in best[1]}
 
 
 async def _stella_error(request: Request, exc: Exception) -> JSONResponse:
@@ -121,14 +121,18 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status_code, str(exc.detail), str(exc.detail), headers=headers)
 
 
-async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unavailable: %s", type(exc).__name__)
+def storage_unavailable() -> JSONResponse:
     return problem(
         503,
         "Storage unavailable",
         "the database is unavailable; retry shortly",
         headers={"Retry-After": "5"},
     )
+
+
+async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable: %s", type(exc).__name__)
+    return storage_unavailable()
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

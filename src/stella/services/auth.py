@@ -93,14 +93,22 @@ def create_user_as_operator(
     return create_user(uow_factory, CallContext(operator, None, clock), spec)
 
 
-def authenticate(uow_factory: UnitOfWorkFactory, authorization: str | None) -> Principal:
-    """Resolve `Authorization: Bearer <token>` to a principal, or raise Unauthenticated."""
+def bearer_token_hash(authorization: str | None) -> str | None:
+    """The stored hash of the token in `Authorization: Bearer <token>`, or None without one."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return hash_token(token.strip())
+
+
+def authenticate(uow_factory: UnitOfWorkFactory, authorization: str | None) -> Principal:
+    """Resolve `Authorization: Bearer <token>` to a principal, or raise Unauthenticated."""
+    token_hash = bearer_token_hash(authorization)
+    if token_hash is None:
         msg = "missing API token; send Authorization: Bearer <token>"
         raise Unauthenticated(msg)
     with uow_factory() as uow:
-        principal = uow.tokens.find_principal(hash_token(token.strip()))
+        principal = uow.tokens.find_principal(token_hash)
     if principal is None:
         msg = "invalid or revoked API token"
         raise Unauthenticated(msg)

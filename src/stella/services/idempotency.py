@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from stella.services.auth import hash_token
+from stella.services.auth import bearer_token_hash
 from stella.services.ports import Clock, UnitOfWorkFactory
 
 # a client retries within minutes; a day covers a CI job re-run the next morning's start too
@@ -26,11 +26,11 @@ def recorded_key(
     """The caller's recorded `key` (what its first request made), or None: also when the
     caller is not authenticated, which the route itself then answers. One read transaction:
     this runs before every POST that carries a key."""
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token_hash = bearer_token_hash(authorization)
+    if token_hash is None:
         return None
     with uow_factory(read_only=True) as uow:
-        principal = uow.tokens.find_principal(hash_token(token.strip()))
+        principal = uow.tokens.find_principal(token_hash)
         if principal is None:
             return None
         return uow.idempotency.find(principal.tenant_id, str(principal.user_id), key)
