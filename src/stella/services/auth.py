@@ -31,10 +31,13 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _issue(uow: UnitOfWork, user: User, clock: Clock) -> tuple[uuid.UUID, str]:
-    """A new token for `user`: its id and the token itself (shown once, never stored)."""
+def _issue(uow: UnitOfWork, user: User, clock: Clock) -> tuple[ApiToken, str]:
+    """A new token for `user`: what is kept of it, and the token itself (shown once, never
+    stored)."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    return uow.tokens.add(user, hash_token(token), token[:12], clock()), token
+    prefix, now = token[:12], clock()
+    token_id = uow.tokens.add(user, hash_token(token), prefix, now)
+    return ApiToken(token_id, user.id, prefix, now, None), token
 
 
 def create_tenant(
@@ -148,10 +151,7 @@ def issue_token(
         user = _token_owner(uow, ctx, user_ref)
     _may_manage_tokens(ctx, uow_factory, user)
     with uow_factory() as uow:
-        token_id, token = _issue(uow, user, ctx.clock)
-        issued = next(
-            t for t in uow.tokens.for_user(ctx.principal.tenant_id, user.id) if t.id == token_id
-        )
+        issued, token = _issue(uow, user, ctx.clock)
         record(uow, ctx, "token.issued", "user", user.id, {"token": str(issued.id)})
         uow.commit()
     return issued, token
