@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -27,7 +28,6 @@ from stella.adapters.signing.keyring import KeyRing
 from stella.adapters.steps import builtin_registry
 from stella.adapters.vulndb.parsers import VulnDbParsers, advisory_index
 from stella.config import Settings
-from stella.domain.attachment_formats import parse_json
 from stella.domain.tenancy import Principal, Role
 from stella.domain.workflow_runs import WorkflowRun
 from stella.services import agents, audit_chain, deployments, drift, evidence, workflows
@@ -49,7 +49,7 @@ from stella.services.promotions import PromotionServices, settle_deployments
 from stella.services.security import SecurityIngestHook, SecurityServices, expire_waivers
 from stella.services.specs import RunSpec, WorkflowSpec
 from stella.services.steps import StepRegistry
-from stella.services.web_sessions import SessionPurge
+from stella.services.web_sessions import PURGE_INTERVAL_SECONDS, purge_expired_sessions
 from stella.services.workflow_engine import RunAdvancer, TemplateCache, WorkflowEngine
 from stella.services.workflow_ports import RunStore
 from stella.worker.runner import Worker, WorkerSettings
@@ -99,8 +99,6 @@ class Container:
         )
         promotions = self.promotions
         clock = self.clock
-        drift_every = Every(self.settings.drift_interval_seconds)
-        checkpoint_every = Every(self.settings.audit_checkpoint_seconds)
         started = clock()
         return Worker(
             engine,
@@ -113,16 +111,17 @@ class Container:
                 lambda: settle_deployments(promotions, clock),
             ],
             periodic=[
-                lambda: checkpoint_every(
-                    lambda: audit_chain.checkpoint_grown(self.uow, self.signing_key, clock)
+                Every(
+                    self.settings.audit_checkpoint_seconds,
+                    lambda: audit_chain.checkpoint_grown(self.uow, self.signing_key, clock),
                 ),
                 lambda: agents.sweep(self.uow, clock, self.agent_settings, started),
                 self.record_agents,
                 lambda: deployments.requeue_overdue_worker_jobs(self.uow, clock),
                 lambda: expire_waivers(self.security),
                 lambda: purge_expired_keys(self.uow, clock),
-                lambda: drift_every(self.record_drift),
-                SessionPurge(self.uow, clock),
+                Every(self.settings.drift_interval_seconds, self.record_drift),
+                Every(PURGE_INTERVAL_SECONDS, partial(purge_expired_sessions, self.uow, clock)),
             ],
             metrics=PrometheusMetrics(),
         )
@@ -148,19 +147,22 @@ class Container:
 
 
 class Every:
-    """Calls its action at most once per interval (periodic jobs run more often than that)."""
+    """A periodic job that runs its action at most once per interval (the worker calls its
+    periodic jobs more often than that); returns the action's result, or None when not due."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, action: Callable[[], object]) -> None:
         self.seconds = seconds
+        self.action = action
         # not 0.0: monotonic time counts from boot, and a host up for less than the interval
         # would otherwise wait for its uptime to reach it before the first call
         self.last = float("-inf")
 
-    def __call__(self, action: Callable[[], object]) -> None:
+    def __call__(self) -> object:
         now = time.monotonic()
-        if now - self.last >= self.seconds:
-            self.last = now
-            action()
+        if now - self.last < self.seconds:
+            return None
+        self.last = now
+        return self.action()
 
 
 def build_container(settings: Settings, engine: Engine | None = None) -> Container:
@@ -245,7 +247,7 @@ def build_container(settings: Settings, engine: Engine | None = None) -> Contain
         agent_settings=agent_settings,
         deployments=deployment_services,
         security=security_services,
-        security_hook=SecurityIngestHook(security_services, parse_json),
+        security_hook=SecurityIngestHook(security_services),
     )
 
 

@@ -176,12 +176,19 @@ def _purl_base(purl: str) -> str:
     return purl.split("?", 1)[0].split("#", 1)[0].split("@", 1)[0].lower()
 
 
+def _purl_names(named: str, purl: str) -> bool:
+    """Whether the purl `named` in a statement names the package `purl`: a versioned purl names
+    that version only, an unversioned one every version."""
+    head = named.split("?", 1)[0]
+    if "@" in head:
+        return head.lower() == purl.split("?", 1)[0].lower()
+    return _purl_base(named) == _purl_base(purl)
+
+
 def _subcomponent_matches(finding: Finding, subcomponent: str) -> bool:
     if finding.purl is None:
         return subcomponent.lower() == finding.package.lower()
-    if "@" in subcomponent.split("?", 1)[0]:  # a versioned purl names that version only
-        return subcomponent.split("?", 1)[0].lower() == finding.purl.split("?", 1)[0].lower()
-    return _purl_base(subcomponent) == _purl_base(finding.purl)
+    return _purl_names(subcomponent, finding.purl)
 
 
 # Rules for matching VEX products, recorded with each security context so that a decision
@@ -194,8 +201,8 @@ VEX_RULES = 2
 def _product_matches(product: str, finding: Finding, rules: int) -> bool:
     if finding.purl is None:
         return False
-    if rules >= 2 and "@" in product.split("?", 1)[0]:
-        return product.split("?", 1)[0].lower() == finding.purl.split("?", 1)[0].lower()
+    if rules >= 2:
+        return _purl_names(product, finding.purl)
     return _purl_base(product) == _purl_base(finding.purl)
 
 

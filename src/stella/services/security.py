@@ -244,15 +244,12 @@ class SecurityIngestHook:
     """The attachments service's hook: SBOM and VEX uploads feed the verdicts."""
 
     services: SecurityServices
-    parse_json: Callable[[bytes], Any]  # only for a document handed over unparsed (bytes)
 
     def ingest(
         self, uow: UnitOfWork, tenant_id: uuid.UUID, attachment: dict[str, Any], document: Any
     ) -> list[str]:
         """`document` is the upload as the attachments service parsed it to validate it; it is
         not parsed again."""
-        if isinstance(document, bytes | bytearray):
-            document = self.parse_json(bytes(document))
         return ingest_attachment(self.services, uow, tenant_id, attachment, document)
 
     def settle(self, tenant_id: uuid.UUID, digests: list[str], cause: str) -> object:

@@ -4,7 +4,8 @@ The session stores only hashes: of its own id (the cookie value) and of the API 
 resolved on every request, so revoking the token (or deleting the user) ends the session too.
 
 The sign-in form itself is protected before any session exists by a double-submit token (see
-`new_login_token`); expired sessions are deleted by the worker (`SessionPurge`), not on sign-in.
+`new_login_token`); expired sessions are deleted by the worker (`purge_expired_sessions`, once
+a minute), not on sign-in.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -132,31 +132,6 @@ def purge_expired_sessions(
     with uow_factory() as uow:
         purged = uow.web_sessions.purge_expired(clock(), limit)
         uow.commit()
+    if purged:
+        log.info("purged expired web sessions", extra={"count": purged})
     return purged
-
-
-class SessionPurge:
-    """The worker's periodic job that deletes expired web sessions, at most once per
-    `interval` seconds (periodic jobs run every few seconds). Sign-in no longer does it: it
-    made every sign-in slower as sessions accumulated."""
-
-    def __init__(
-        self,
-        uow_factory: UnitOfWorkFactory,
-        clock: Clock,
-        interval: float = PURGE_INTERVAL_SECONDS,
-    ) -> None:
-        self.uow_factory = uow_factory
-        self.clock = clock
-        self.interval = interval
-        self.last = float("-inf")  # the first call purges
-
-    def __call__(self) -> int:
-        now = time.monotonic()
-        if now - self.last < self.interval:
-            return 0
-        self.last = now
-        purged = purge_expired_sessions(self.uow_factory, self.clock)
-        if purged:
-            log.info("purged expired web sessions", extra={"count": purged})
-        return purged

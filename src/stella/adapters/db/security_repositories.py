@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stella.adapters.db import tables as t
-from stella.adapters.db.repository_base import execute, mapping
+from stella.adapters.db.repository_base import chunked, execute, mapping
 from stella.domain.ids import new_id
 from stella.domain.security import Advisory, Component, Finding, VexStatement, Waiver
 
@@ -49,8 +49,8 @@ class SqlSbomRepository:
             }
             for comp in components
         ]
-        for start in range(0, len(rows), 1000):
-            execute(self._conn, insert(self.table).values(rows[start : start + 1000]))
+        for part in chunked(rows):
+            execute(self._conn, insert(self.table).values(list(part)))
 
     def components(self, tenant_id: uuid.UUID, digest: str) -> list[Component]:
         c = self.table.c
@@ -85,13 +85,13 @@ class SqlSbomRepository:
         found: set[str] = set()
         for ecosystem, variants in sorted(by_ecosystem.items()):
             ordered = sorted(variants)
-            for start in range(0, len(ordered), 500):
+            for part in chunked(ordered):
                 stmt = (
                     select(c.digest)
                     .where(
                         c.tenant_id == tenant_id,
                         or_(c.ecosystem == ecosystem, c.ecosystem.like(f"{ecosystem}:%")),
-                        func.lower(c.name).in_(ordered[start : start + 500]),
+                        func.lower(c.name).in_(part),
                     )
                     .distinct()
                 )
@@ -315,8 +315,8 @@ class SqlAdvisoryMatchRepository:
             for f in findings
         }
         values = list(rows.values())
-        for start in range(0, len(values), 1000):
-            execute(self._conn, insert(self.table).values(values[start : start + 1000]))
+        for part in chunked(values):
+            execute(self._conn, insert(self.table).values(list(part)))
 
     def for_digests(self, tenant_id: uuid.UUID, digests: list[str]) -> dict[str, list[Finding]]:
         if not digests:
@@ -367,7 +367,8 @@ class SqlWaiverRepository:
             self._conn,
             update(self.table)
             .where(c.id == waiver_id, c.revoked_at.is_(None))
-            .values(revoked_at=now),
+            # a revoked waiver has no expiry left to handle: out of the workers' expiry scan
+            .values(revoked_at=now, expiry_handled_at=func.coalesce(c.expiry_handled_at, now)),
         )
 
     def expired_unhandled(self, now: datetime, limit: int) -> list[dict[str, Any]]:
@@ -435,7 +436,7 @@ class SqlSecurityVerdictRepository:
             return {}
         c = self.table.c
         found: dict[tuple[str, uuid.UUID], dict[str, Any]] = {}
-        for start in range(0, len(digests), 500):
+        for part in chunked(digests):
             newest = (
                 select(
                     c.id,
@@ -446,7 +447,7 @@ class SqlSecurityVerdictRepository:
                     )
                     .label("rank"),
                 )
-                .where(c.tenant_id == tenant_id, c.digest.in_(digests[start : start + 500]))
+                .where(c.tenant_id == tenant_id, c.digest.in_(part))
                 .subquery()
             )
             stmt = select(self.table).where(c.id.in_(select(newest.c.id).where(newest.c.rank == 1)))
