@@ -6,6 +6,7 @@ import os
 import secrets
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -100,13 +101,14 @@ class Container:
         promotions = self.promotions
         clock = self.clock
         started = clock()
+        unsealable: set[uuid.UUID] = set()  # jobs whose evidence this worker failed to seal
         return Worker(
             engine,
             settings,
             # packets first: a promotion is settled only after its deployments were sealed
             every_poll=[
                 lambda: evidence.seal_finished_jobs(
-                    self.uow, self.signing_key, clock, PrometheusMetrics()
+                    self.uow, self.signing_key, clock, PrometheusMetrics(), unsealable=unsealable
                 ),
                 lambda: settle_deployments(promotions, clock),
             ],

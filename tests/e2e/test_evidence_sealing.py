@@ -166,6 +166,29 @@ def test_a_job_whose_task_is_unreadable_does_not_hold_up_the_others(stack, estat
     assert sealed == 1
 
 
+def test_jobs_that_cannot_be_sealed_are_not_retried_and_cannot_fill_the_batch(stack, estate):
+    """A worker remembers the jobs it failed to seal: they are not tried again on every poll,
+    and as many damaged jobs as the batch holds do not stop the next job from being sealed."""
+    container, _ = stack
+    api, built = estate
+    first, second, third = finished_jobs(api, built.release_id, ["web-1", "web-2", "web-3"])
+    for job in (first, second):
+        damage(container, job, "sha256:" + "0" * 64)
+    unsealable: set = set()
+
+    def seal_two() -> int:
+        return evidence.seal_finished_jobs(
+            container.uow, container.signing_key, container.clock, limit=2, unsealable=unsealable
+        )
+
+    assert seal_two() == 0  # the batch of two holds just the damaged jobs
+    assert unsealable == {first.id, second.id}
+    assert seal_two() == 1
+    assert stored(container, third).evidence_packet_id is not None
+    assert seal_two() == 0
+    assert unsealable == {first.id, second.id}
+
+
 def test_tenants_are_isolated(stack, registry_url, repository):
     """Two tenants deploy the same image digest and attached their own SBOMs to it; one tenant's
     damaged job does not stop the other's sealing, and each packet carries, chains and shows

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
+from stella.services import security
 from stella.services.security import expire_waivers
 from tests.support.prometheus import sample
 from tests.support.promotions import gate
@@ -93,7 +96,13 @@ def test_a_revoked_waiver_blocks_again_and_each_change_is_counted(
     assert [e["resource_id"] for e in audit] == [waiver["id"]]
 
 
-def test_an_expired_waiver_lets_nothing_through_any_more(api, registry_url, repository):
+def failing_reevaluation(*_args, **_kwargs):
+    raise ConnectionError("the database went away")
+
+
+def test_an_expired_waiver_lets_nothing_through_any_more(
+    api, registry_url, repository, monkeypatch
+):
     estate = exposed_estate(api, registry_url, repository)
     blocked = promote(api, estate.release_id, "dev")
     assert blocked["state"] == "blocked"
@@ -109,8 +118,14 @@ def test_an_expired_waiver_lets_nothing_through_any_more(api, registry_url, repo
         time.sleep(0.2)
     current = verdict(api, estate.digest, "stage")
     assert [b["advisory_id"] for b in current["blocking"]] == [REQUESTS_GHSA]
+    # a pass whose re-evaluation fails (the database went away) hands the expiry back
+    with monkeypatch.context() as patched:
+        patched.setattr(security, "reevaluate", failing_reevaluation)
+        with pytest.raises(ConnectionError):
+            expire_waivers(api.container.security)
+    assert api.get(f"/promotions/{stage['id']}").json()["state"] == "awaiting_approval"
     # what every worker does on its periodic pass: the expiry is handled once, like a revocation
-    expire_waivers(api.container.security)
+    assert expire_waivers(api.container.security) >= 1
     expire_waivers(api.container.security)
     again = api.get(f"/promotions/{stage['id']}").json()
     assert again["state"] == "blocked"

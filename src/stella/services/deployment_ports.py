@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -78,7 +78,7 @@ class DeploymentJobRepository(Protocol):
         self, target_id: uuid.UUID, before: uuid.UUID | None = None
     ) -> DeploymentJob | None: ...
     def for_promotion(self, promotion_id: uuid.UUID) -> list[DeploymentJob]: ...
-    def unsealed(self, limit: int) -> list[DeploymentJob]: ...
+    def unsealed(self, limit: int, skip: Collection[uuid.UUID] = ()) -> list[DeploymentJob]: ...
 
 
 class ArtifactStore(Protocol):

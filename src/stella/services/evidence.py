@@ -338,11 +338,15 @@ def seal_finished_jobs(
     clock: Clock,
     metrics: Metrics | None = None,
     limit: int = 50,
+    unsealable: set[uuid.UUID] | None = None,
 ) -> int:
     """Seal packets for finished jobs that have none yet (each in its own transaction, so
-    one job whose records are damaged cannot hold up the others)."""
+    one job whose records are damaged cannot hold up the others). A job that could not be
+    sealed goes into `unsealable` (the worker keeps it) and is not tried on every poll again,
+    nor can enough of them fill the batch and stop sealing altogether."""
+    skipped = set() if unsealable is None else unsealable
     with uow_factory(read_only=True) as uow:
-        pending = uow.jobs.unsealed(limit)
+        pending = uow.jobs.unsealed(limit, skipped)
     sealed = 0
     for job in pending:
         try:
@@ -359,6 +363,7 @@ def seal_finished_jobs(
             raise  # the database is away: every other job would fail the same way
         except Exception:  # damaged records of one job must not stop the others
             log.exception("cannot seal the evidence of deployment job %s", job.id)
+            skipped.add(job.id)
     return sealed
 
 

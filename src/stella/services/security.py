@@ -495,10 +495,11 @@ def reevaluate(
                 }
                 changes.append(change)
                 changed.setdefault(digest, set()).add(environment.id)
+        # the releases of every changed digest: named in the audit events, and gated again
+        releases = (
+            uow.security_verdicts.releases_containing(tenant_id, sorted(changed)) if changed else []
+        )
         if changes:
-            releases = uow.security_verdicts.releases_containing(
-                tenant_id, sorted({c["digest"] for c in changes})
-            )
             for change in changes:
                 change["releases"] = [
                     f"{r['name']}@{r['version']}"
@@ -507,7 +508,7 @@ def reevaluate(
                 ]
                 record(uow, system, "release.verdict_changed", "digest", change["digest"], change)
                 services.metrics.verdict_changed(change["environment"], change["new"])
-        open_promotions = _open_promotions(uow, tenant_id, changed)
+        open_promotions = _open_promotions(uow, tenant_id, changed, releases)
         uow.commit()
     for promotion_id in open_promotions:
         if services.regate is not None:
@@ -543,7 +544,10 @@ def verdict_from_context(context: dict[str, Any], digest: str, now: datetime) ->
 
 
 def _open_promotions(
-    uow: UnitOfWork, tenant_id: uuid.UUID, changed: dict[str, set[uuid.UUID]]
+    uow: UnitOfWork,
+    tenant_id: uuid.UUID,
+    changed: dict[str, set[uuid.UUID]],
+    releases: list[dict[str, Any]],
 ) -> list[str]:
     """The open promotions a verdict change concerns: those of a release containing a changed
     digest into an environment where its verdict changed (the gate of any other environment
@@ -551,9 +555,6 @@ def _open_promotions(
 
     Read page by page (`PROMOTION_PAGE` rows a query) until the last: the keyset cursor
     always advances, so every one is found and the loop ends."""
-    if not changed:
-        return []
-    releases = uow.security_verdicts.releases_containing(tenant_id, sorted(changed))
     into: set[tuple[uuid.UUID, uuid.UUID]] = {
         (r["id"], environment_id) for r in releases for environment_id in changed[r["digest"]]
     }
@@ -762,26 +763,33 @@ def revoke_waiver(services: SecurityServices, ctx: CallContext, ref: str) -> dic
 def expire_waivers(services: SecurityServices, limit: int = 100) -> int:
     """Waivers that ran out since the last pass: each is claimed by one worker, audited as
     `waiver.expired`, and the verdicts it covered are recomputed (history, metric, webhook and
-    open promotions gated again), exactly as when a waiver is revoked."""
+    open promotions gated again), exactly as when a waiver is revoked. A re-evaluation that
+    fails hands the claim back, so the next pass tries again. Returns how many it handled."""
     now = services.clock()
     with services.uow(read_only=True) as uow:
         expired = uow.waivers.expired_unhandled(now, limit)
+    handled = 0
     for waiver in expired:
         tenant_id = waiver["tenant_id"]
         with services.uow() as uow:
             if not uow.waivers.claim_expiry(waiver["id"], now):
-                continue
+                continue  # another worker has it
+            uow.commit()
+        try:
+            digests = _digests_with(services, tenant_id, waiver["advisory_id"])
+            reevaluate(services, tenant_id, digests, "waiver expired")
+        except Exception:
+            with services.uow() as uow:
+                uow.waivers.release_expiry(waiver["id"])
+                uow.commit()
+            raise
+        with services.uow() as uow:  # audited once, when handled
             system = system_context(tenant_id, services.clock, "security")
             details = {"advisory_id": waiver["advisory_id"], "package": waiver["package"]}
             record(uow, system, "waiver.expired", "waiver", waiver["id"], details)
             uow.commit()
-        reevaluate(
-            services,
-            tenant_id,
-            _digests_with(services, tenant_id, waiver["advisory_id"]),
-            "waiver expired",
-        )
-    return len(expired)
+        handled += 1
+    return handled
 
 
 def verdicts_now(services: SecurityServices, ctx: CallContext, digest: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Protocol
@@ -368,16 +369,14 @@ class SqlDeploymentJobRepository(SqlRepository[DeploymentJob]):
         row = execute(self._conn, stmt.order_by(c.id.desc()).limit(1)).first()
         return self._to_domain(row) if row else None
 
-    def unsealed(self, limit: int) -> list[DeploymentJob]:
-        """Finished jobs whose evidence packet is not sealed yet, oldest first."""
+    def unsealed(self, limit: int, skip: Collection[uuid.UUID] = ()) -> list[DeploymentJob]:
+        """Finished jobs whose evidence packet is not sealed yet, oldest first, but for `skip`."""
         c = self.table.c
         terminal = [s.value for s in JobState if s.is_terminal]
-        stmt = (
-            self.table.select()
-            .where(c.state.in_(terminal), c.evidence_packet_id.is_(None))
-            .order_by(c.finished_at, c.id)
-            .limit(limit)
-        )
+        stmt = self.table.select().where(c.state.in_(terminal), c.evidence_packet_id.is_(None))
+        if skip:
+            stmt = stmt.where(c.id.not_in(list(skip)))
+        stmt = stmt.order_by(c.finished_at, c.id).limit(limit)
         return [self._to_domain(r) for r in execute(self._conn, stmt).all()]
 
     def for_promotion(self, promotion_id: uuid.UUID) -> list[DeploymentJob]:

@@ -393,6 +393,13 @@ class SqlWaiverRepository:
         )
         return bool(result.rowcount == 1)
 
+    def release_expiry(self, waiver_id: uuid.UUID) -> None:
+        """Hand a claimed expiry back (its handling failed): the next pass takes it again."""
+        c = self.table.c
+        execute(
+            self._conn, update(self.table).where(c.id == waiver_id).values(expiry_handled_at=None)
+        )
+
     def listed(self, tenant_id: uuid.UUID, include_inactive: bool = False) -> list[dict[str, Any]]:
         c = self.table.c
         stmt = select(self.table).where(c.tenant_id == tenant_id)
