@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from stella.adapters.db.deployment_repositories import start_listener
 from stella.adapters.db.engine import make_engine
 from stella.adapters.db.run_store import SqlRunStore
 from stella.adapters.db.unit_of_work import SqlAlchemyUnitOfWork
@@ -101,6 +102,7 @@ class Container:
         promotions = self.promotions
         clock = self.clock
         started = clock()
+        self.listen_for_job_events()  # the deploy step waits for results other processes take
         unsealable: set[uuid.UUID] = set()  # jobs whose evidence this worker failed to seal
         return Worker(
             engine,
@@ -127,6 +129,13 @@ class Container:
             ],
             metrics=PrometheusMetrics(),
         )
+
+    def listen_for_job_events(self) -> None:
+        """PostgreSQL: run this process's LISTEN thread, so waiting agents and deploy steps hear
+        jobs created and finished by other processes (once, at start-up; SQLite: nothing, its
+        waiters poll)."""
+        if self.engine.dialect.name == "postgresql":
+            start_listener(self.engine.url, deployments.JOB_EVENTS)
 
     def record_drift(self) -> None:
         """Look at every target and export how many drifted, per environment slug (summed

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from stella.adapters.db import tables as t
 from stella.adapters.db.deployment_repositories import start_listener
@@ -22,9 +22,10 @@ from stella.adapters.executors import render_compose_lockfile
 from stella.adapters.pki import CA_CERT_FILE, generate_agent_key_and_csr
 from stella.agent.runner import Agent, AgentError, AgentOptions, Identity
 from stella.api import agent_app
-from stella.api.mtls import MutualTLSProtocol, mtls_server_config
+from stella.api.mtls import LISTENER_KEEPALIVE_SECONDS, MutualTLSProtocol, mtls_server_config
 from stella.bootstrap import utc_now
 from stella.domain.deployments import DeploymentOutcome, JobKind, JobState, ObservedContainer
+from stella.domain.errors import PermissionDenied
 from stella.domain.ids import new_id
 from stella.domain.releases import ComponentDigest, Release, ReleaseState
 from stella.domain.targets import HealthStatus, Target, TargetState, TargetType
@@ -124,6 +125,10 @@ def test_heartbeats_reuse_one_tls_connection(api, client, container, listener, t
     for _ in range(3):
         enrolled.agent.heartbeat_once()
     assert len(listener.connections) - before == 1  # one handshake, three heartbeats
+    # ... and at the real pace too: both ends keep the connection longer than an interval
+    # (httpx's default would drop it after 5 s, so every 30 s heartbeat was a new handshake)
+    pool = enrolled.agent.client._transport._pool  # httpx exposes no public accessor
+    assert 30.0 < pool._keepalive_expiry < LISTENER_KEEPALIVE_SECONDS
     assert api.get(f"/agents/{enrolled.name}").json()["state"] == "degraded"  # no engine
     enrolled.agent.client.close()
 
@@ -224,8 +229,7 @@ def test_a_waiting_long_poll_is_woken_by_a_new_job(
 def test_postgresql_notifications_reach_another_connection(container):
     assert container.engine.dialect.name == "postgresql"
     events = deployments.JobEvents()  # as in another process: its own LISTEN connection
-    with container.uow(read_only=True) as uow:
-        uow.jobs.listen(events)
+    start_listener(container.engine.url, events)
     key = f"batch:{uuid.uuid4()}"
     woken = False
     for _ in range(100):  # the LISTEN thread may still be connecting: announce again
@@ -301,3 +305,51 @@ def test_a_listener_stops_when_its_database_is_dropped(tmp_path):
     while events.listening and time.monotonic() < deadline:
         time.sleep(0.2)
     assert events.listening == set(), "the listener still runs for a dropped database"
+
+
+@pytest.mark.postgresql_only  # SQLite has no LISTEN: its waiters poll
+def test_the_agent_listener_and_workers_listen_from_start_up(container):
+    """Cross-process wake-ups need this process's LISTEN thread: the agent listener and every
+    worker start it when they are built, not on each long poll or batch wait."""
+    url = container.engine.url.render_as_string(hide_password=True)
+    agent_app.create_agent_app(container)
+    assert url in deployments.JOB_EVENTS.listening
+    container.make_worker("listening-test")
+    assert url in deployments.JOB_EVENTS.listening
+
+
+@pytest.mark.postgresql_only  # SQLite serialises writers with its file lock instead
+def test_a_heartbeat_waits_for_a_revocation_in_flight_and_is_refused(
+    api, client, container, listener, tmp_path
+):
+    """The heartbeat reads its agent FOR UPDATE in the transaction that writes it: one that
+    arrives while a revocation is being committed waits for it and is refused, rather than
+    reading the old row and writing `online` over `revoked`."""
+    enrolled = _enrolled(api, client, container, listener, tmp_path)
+    enrolled.agent.heartbeat_once()
+    enrolled.agent.client.close()
+    with container.read_uow() as uow:
+        serial = uow.agents.by_id(enrolled.agent_id).cert_serial
+    outcome: list[object] = []
+
+    def beat() -> None:
+        try:
+            agents.heartbeat(
+                container.uow, utc_now, enrolled.agent_id, serial, "t", {"status": "ok"}, None
+            )
+            outcome.append("recorded")
+        except PermissionDenied as exc:
+            outcome.append(exc)
+
+    with container.engine.connect() as revoking:  # a revocation, not yet committed
+        revoking.execute(
+            update(t.agents).where(t.agents.c.id == enrolled.agent_id).values(state="revoked")
+        )
+        heartbeat = threading.Thread(target=beat)
+        heartbeat.start()
+        heartbeat.join(timeout=0.5)  # it reaches the locked row and waits there
+        revoking.commit()
+    heartbeat.join(timeout=30)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], PermissionDenied), outcome
+    assert api.get(f"/agents/{enrolled.name}").json()["state"] == "revoked"

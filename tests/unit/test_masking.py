@@ -352,3 +352,10 @@ def test_an_object_in_a_log_field_is_written_as_its_masked_text():
     finally:
         forget_secrets()
     assert masked == {"creds": "Credentials(password='***')", "n": 3, "ok": True, "none": None}
+
+
+def test_every_credential_key_contains_a_word_the_fast_path_looks_for():
+    """The fast path skips the key patterns when none of _KEY_WORDS is in the text: a key added
+    to _KEYS without such a word would silently stop being masked."""
+    for key in masking._KEYS.split("|"):
+        assert any(word in key for word in masking._KEY_WORDS), key

@@ -7,11 +7,11 @@ is accepted only with the task's own credential, which ends with the task.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 import stella
 from stella.adapters.metrics import DEPLOYMENTS
-from stella.adapters.pki import CA_CERT_FILE, AgentCA, CertificateRejected, ClientIdentity
+from stella.adapters.pki import CA_CERT_FILE, CertificateRejected, ClientIdentity
 from stella.api.mtls import mtls_server_config, peer_certificate
 from stella.api.problems import install_problem_handlers
 from stella.bootstrap import Container
@@ -91,11 +91,11 @@ def certificate_identity(request: Request) -> ClientIdentity:
     if der is None:
         msg = "a client certificate is required"
         raise Unauthenticated(msg)
-    identities: _IdentityCache = request.app.state.identities
     try:
-        return identities.get(der)
+        identity: ClientIdentity = request.app.state.identity(der)
     except CertificateRejected as exc:
         raise Unauthenticated(str(exc)) from None
+    return identity
 
 
 def current_agent(request: Request) -> Agent:
@@ -103,29 +103,6 @@ def current_agent(request: Request) -> Agent:
     container: Container = request.app.state.container
     identity = certificate_identity(request)
     return agents.authenticate(container.read_uow, identity.agent_id, identity.serial)
-
-
-class _IdentityCache:
-    """`AgentCA.identity` by DER bytes (LRU); rejections are not cached."""
-
-    def __init__(self, ca: AgentCA, size: int = IDENTITY_CACHE_SIZE) -> None:
-        self.ca = ca
-        self.size = size
-        self.known: OrderedDict[bytes, ClientIdentity] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, der: bytes) -> ClientIdentity:
-        with self.lock:
-            found = self.known.get(der)
-            if found is not None:
-                self.known.move_to_end(der)
-                return found
-        identity = self.ca.identity(der)
-        with self.lock:
-            self.known[der] = identity
-            while len(self.known) > self.size:
-                self.known.popitem(last=False)
-        return identity
 
 
 AgentDep = Annotated[Agent, Depends(current_agent)]
@@ -141,7 +118,12 @@ def create_agent_app(container: Container) -> FastAPI:
         openapi_url=None,
     )
     app.state.container = container
-    app.state.identities = _IdentityCache(container.agent_ca)
+    container.listen_for_job_events()  # long polls hear jobs other processes create
+    # the certificate parse and signature check, by DER bytes (lru_cache keeps no exceptions:
+    # a rejected certificate is checked again each time)
+    app.state.identity = functools.lru_cache(maxsize=IDENTITY_CACHE_SIZE)(
+        container.agent_ca.identity
+    )
     install_problem_handlers(app)
 
     @app.post(f"{AGENT_PREFIX}/heartbeat")

@@ -64,6 +64,9 @@ class MutualTLSProtocol(H11Protocol):
         self.app = _WithClientCertificate(self.app, cert_der)
 
 
+LISTENER_KEEPALIVE_SECONDS = 75.0  # longer than the agent keeps its end (agent.runner)
+
+
 def mtls_server_config(
     app: ASGIApp,
     host: str,
@@ -94,7 +97,7 @@ def mtls_server_config(
         ssl_cert_reqs=ssl.CERT_REQUIRED,
         ssl_context_factory=_hardened,
         # agents heartbeat every 30 s by default: keep their connection (and its TLS handshake)
-        timeout_keep_alive=75,
+        timeout_keep_alive=int(LISTENER_KEEPALIVE_SECONDS),
     )
 
 

@@ -212,8 +212,6 @@ class DeployStep:
         self, batch: str, environment: Environment, context: StepContext
     ) -> BatchStatus | None:
         key = batch_key(batch)
-        with self.services.uow(read_only=True) as uow:
-            uow.jobs.listen(JOB_EVENTS)  # PostgreSQL: hear results reported to other processes
         while True:
             seen = JOB_EVENTS.generation(key)  # before looking: a result after it wakes us
             with self.services.uow() as uow:

@@ -98,20 +98,23 @@ class JobEvents:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._generations: dict[str, int] = {}
+        # one counter for every key, not one per key: per-key counters would keep an entry for
+        # every batch and environment ever announced (all processes', through LISTEN). A
+        # waiter woken by another key's event only looks at the database once more.
+        self._generation = 0
         self._waiters: dict[str, set[Callable[[], None]]] = {}
         self.listening: set[str] = set()  # database URLs a LISTEN thread serves (adapters)
 
     def generation(self, key: str) -> int:
         """Take this before looking at the database, then wait for a later one."""
         with self._lock:
-            return self._generations.get(key, 0)
+            return self._generation
 
     def notify(self, *keys: str) -> None:
         with self._lock:
+            self._generation += 1
             woken: list[Callable[[], None]] = []
             for key in keys:
-                self._generations[key] = self._generations.get(key, 0) + 1
                 woken.extend(self._waiters.pop(key, ()))
         for wake in woken:
             wake()
@@ -119,7 +122,7 @@ class JobEvents:
     def _register(self, key: str, seen: int, wake: Callable[[], None]) -> bool:
         """False when `key` moved past `seen` already (no need to wait)."""
         with self._lock:
-            if self._generations.get(key, 0) != seen:
+            if self._generation != seen:
                 return False
             self._waiters.setdefault(key, set()).add(wake)
             return True
@@ -590,7 +593,6 @@ def claim_for_agent(
 ) -> tuple[DeploymentJob, DeploymentTask] | None:
     """Give the oldest matching pending job to an agent with a credential scoped to it."""
     with uow_factory(read_only=True) as uow:
-        uow.jobs.listen(JOB_EVENTS)  # PostgreSQL: hear other processes' jobs (idempotent)
         # most polls find nothing: look without taking the (SQLite) write lock first
         if uow.jobs.claim_next(tenant_id, environment_id, capabilities, "agent", agent_id) is None:
             return None

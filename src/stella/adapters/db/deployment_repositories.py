@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stella.adapters.db import tables as t
-from stella.adapters.db.repository_base import SqlRepository, execute, mapping
+from stella.adapters.db.repository_base import SqlRepository, chunked, execute, mapping
 from stella.domain.deployments import (
     Agent,
     AgentState,
@@ -114,7 +114,7 @@ class SqlAgentRepository(SqlRepository[Agent]):
         `lock` (PostgreSQL: FOR UPDATE) holds the row until the transaction ends, so a
         revocation and a heartbeat of the same agent cannot interleave."""
         stmt = self.table.select().where(self.table.c.id == agent_id)
-        if lock and self._conn.dialect.name == "postgresql":
+        if lock:  # SQLite's compiler leaves FOR UPDATE out (its write lock serialises instead)
             stmt = stmt.with_for_update()
         row = execute(self._conn, stmt).first()
         return self._to_domain(row) if row else None
@@ -309,28 +309,20 @@ class SqlDeploymentJobRepository(SqlRepository[DeploymentJob]):
             .limit(1)
             .scalar_subquery()
         )
-        stmt = select(t.targets.c.id.label("target_id"), newest.label("agent_id")).where(
-            t.targets.c.id.in_(target_ids)
-        )
-        return {row.target_id: row.agent_id for row in execute(self._conn, stmt).all()}
+        found: dict[uuid.UUID, uuid.UUID | None] = {}
+        for part in chunked(target_ids):
+            stmt = select(t.targets.c.id.label("target_id"), newest.label("agent_id")).where(
+                t.targets.c.id.in_(part)
+            )
+            found.update({row.target_id: row.agent_id for row in execute(self._conn, stmt)})
+        return found
 
     def announce(self, keys: list[str]) -> None:
         """PostgreSQL: NOTIFY listening processes of `keys` when this transaction commits (not
         at all if it rolls back). SQLite has no such channel: other processes poll."""
-        if self._conn.dialect.name != "postgresql":
+        if self._conn.dialect.name != "postgresql" or not keys:
             return
-        for key in keys:
-            execute(
-                self._conn,
-                select(func.pg_notify(NOTIFY_CHANNEL, key)),
-            )
-
-    def listen(self, events: JobEventSink) -> None:
-        """PostgreSQL: make sure this process runs a LISTEN thread passing notifications to
-        `events` (one per database; idempotent, cheap to call on every wait)."""
-        if self._conn.dialect.name != "postgresql":
-            return
-        start_listener(self._conn.engine.url, events)
+        execute(self._conn, select(*(func.pg_notify(NOTIFY_CHANNEL, key) for key in keys)))
 
     def running_on(self, agent_id: uuid.UUID) -> list[DeploymentJob]:
         stmt = self.table.select().where(
@@ -463,19 +455,18 @@ class SqlObservationRepository:
             return 0
         document = [c.to_json() for c in containers]
         c = self.table.c
-        stored = execute(
-            self._conn,
-            select(c.target_id, c.observed_by, c.containers).where(c.target_id.in_(target_ids)),
-        ).all()
-        same = {
-            row.target_id
-            for row in stored
-            if row.observed_by == observed_by and row.containers == document
-        }
-        if same:
+        same: set[uuid.UUID] = set()
+        for part in chunked(target_ids):
+            stored = select(c.target_id, c.observed_by, c.containers).where(c.target_id.in_(part))
+            same |= {
+                row.target_id
+                for row in execute(self._conn, stored)
+                if row.observed_by == observed_by and row.containers == document
+            }
+        for part in chunked(sorted(same)):
             execute(
                 self._conn,
-                update(self.table).where(c.target_id.in_(same)).values(observed_at=now),
+                update(self.table).where(c.target_id.in_(part)).values(observed_at=now),
             )
         changed = [target_id for target_id in target_ids if target_id not in same]
         for target_id in changed:
