@@ -359,3 +359,20 @@ def test_every_credential_key_contains_a_word_the_fast_path_looks_for():
     to _KEYS without such a word would silently stop being masked."""
     for key in masking._KEYS.split("|"):
         assert any(word in key for word in masking._KEY_WORDS), key
+
+
+def test_a_script_step_masks_its_secrets_in_every_printed_form():
+    """The script step's log masking is the shared one: a value printed JSON-escaped (as a
+    tool dumping its config would) is masked too, not only the raw value."""
+    from stella.adapters.steps.script import mask as mask_step
+    from stella.services.steps import StepResult
+
+    secret = 'pa"ss\\word-42'
+    printed = json.dumps({"password_field": secret})
+    result = mask_step(
+        StepResult("failed", {"out": f"raw {secret}"}, f"error {printed}", f"log {printed}"),
+        [secret],
+    )
+    for text in (result.log, result.error, result.outputs["out"]):
+        assert "ss" not in text.replace("password_field", ""), text
+        assert "***" in text

@@ -66,7 +66,11 @@ def _listen_forever(dsn: str, events: JobEventSink, key: str) -> None:
     failing = False
     while True:
         try:
-            with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+            # TCP keepalives: a connection that died silently ends notifies() instead of
+            # blocking it forever (polling covers the gap meanwhile)
+            with psycopg.connect(
+                dsn, autocommit=True, connect_timeout=10, keepalives=1, keepalives_idle=30
+            ) as conn:
                 conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                 if failing:
                     log.info("deployment job LISTEN restored")

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stella.adapters.masking import SecretValues
 from stella.adapters.secrets import resolve_secret
 from stella.adapters.steps.output import BoundedOutput
 from stella.domain.errors import StellaError
@@ -168,16 +169,12 @@ def resolve_env(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
 
 
 def mask(result: StepResult, secrets: list[str]) -> StepResult:
-    """Replace secret values in the log and outputs by `***` (values of 4+ characters)."""
-    hidden = [s for s in secrets if len(s) >= 4]
-    if not hidden:
-        return result
-
-    def clean(text: str) -> str:
-        for secret in hidden:
-            text = text.replace(secret, "***")
-        return text
-
+    """Replace secret values in the log and outputs by `***` (values of 4+ characters, in
+    every form they are printed in: quoted, JSON- or Go-escaped, line by line)."""
+    values = SecretValues()
+    for secret in secrets:
+        values.add(secret)
+    clean = values.mask
     outputs = {k: clean(v) if isinstance(v, str) else v for k, v in result.outputs.items()}
     return replace(
         result,
